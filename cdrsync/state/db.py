@@ -1,0 +1,60 @@
+"""cdrsync's own store (the `[state]` URL): its memory, never the PBX database.
+
+Each part of cdrsync declares its tables on `metadata` in its own module; `open_store` creates
+them. SQLite (the default) runs in WAL mode with synchronous=FULL so that a committed transaction
+survives a power cut.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+metadata = MetaData()
+
+# Modules that declare tables on `metadata`; imported before create_all.
+TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress")
+
+
+class StoreError(Exception):
+    """The state store cannot be used (read-only, full disk, unreachable): cdrsync must stop."""
+
+
+def open_store(url: str) -> Engine:
+    """Open (and create, if needed) the state store at `url`."""
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"state store folder {folder} cannot be created: {exc.strerror}") from None
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"state store unusable: {describe(exc)}") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a database error, without the SQL statement or parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    return text
