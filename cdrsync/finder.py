@@ -1,0 +1,467 @@
+"""Discovery of finished calls: what one pass (or one step of a backfill) hands to interpretation.
+
+Where a call is known to be over:
+
+* CEL mode (`Source.schema.cel_mode`): the cursor `cel_end` is the id of the last LINKEDID_END event
+  consumed. Each ended linkedid is expanded to its whole call (linkedids sharing a channel or named
+  by a transfer/pickup event, to a bounded fixpoint). A call is complete when EVERY linkedid in it
+  has a LINKEDID_END; it is emitted `[schedule] cel_settle` s after cdrsync first saw it complete,
+  so that cdr rows written a moment after the event are part of it (a call first seen when its
+  LINKEDID_END is already older than cel_settle + CLOCK_MARGIN by the PBX clock does not wait).
+  Ended linkedids whose call is not complete wait in `progress_pending`; when the call has had
+  no event for `[schedule] orphan_after` s it is emitted as `ClosedBy.TIMEOUT`. Calls that never
+  get any LINKEDID_END (Asterisk restarted mid-call) are found by a cdr scan over
+  `[source] max_call`, done every `[source] long_every` s, and emitted as TIMEOUT after
+  `orphan_after` s of quiet.
+* CDR-only mode: each pass re-reads the cdr rows of the last `[source] lookback` s; every
+  `long_every` s it reads the last `max_call` s instead, so that a call longer than `lookback`
+  (whose rows carry its old start time in `calldate`) is still found - with up to `long_every` s of
+  extra delay. A call is emitted (`ClosedBy.QUIET`) once its rows have not changed for
+  `[schedule] settle` s and its last row ended at least `settle` s ago (or at once when first seen
+  more than settle + CLOCK_MARGIN s after its last row ended). A short scan only judges
+  calls that started inside its window, so it never sees half a call.
+
+The first sync on a database with years of rows starts with the calls that ENDED within the last
+`lookback` s (CEL: at `cel_id_at(now - lookback)`; CDR-only: calls whose last row ended after that
+moment). Older calls are the business of `cdrsync backfill` (`find_history`).
+
+Nothing here writes to the store: every discovery carries a `commit(conn)` that the pipeline runs
+in the same transaction as its ledger write, so a crash loses neither calls nor progress. The
+pipeline must run `commit` after EVERY pass, also when `calls` is empty: it also records calls
+that are settling. A call whose linkedids the ledger already handled is never emitted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine
+
+from cdrsync.config import Config
+from cdrsync.grouping import group_calls, linkedid_epoch, linkedid_key, transfer_uniqueids
+from cdrsync.model import CallRows, CelEvent, ClosedBy
+from cdrsync.source.reader import Source
+from cdrsync.state import progress
+
+log = logging.getLogger("cdrsync.finder")
+
+Handled = Callable[[Iterable[str]], "set[str]"]
+
+CEL_CURSOR = "cel_end"
+HORIZON = "horizon"  # UTC epoch before which the live sync ignores calls (first sync - lookback)
+LONG_SCAN = "long_scan_at"
+MAX_BATCHES = 20  # LINKEDID_END batches read per pass; the rest waits for the next pass
+EXPAND_ROUNDS = 6
+EXPAND_MAX = 1000  # linkedids; a runaway expansion stops here
+START_SLACK = 2 * 3600  # s subtracted from a call's start when bounding cdr lookups (DST, skew)
+HISTORY_CHUNK = timedelta(hours=1)
+# s: a call whose end (by the PBX's clock) is this much older than the settle time is not made to
+# wait again when cdrsync first sees it (first run, catching up after downtime, one-shot --dry-run)
+CLOCK_MARGIN = 60
+
+
+@dataclass
+class Discovery:
+    calls: list[CallRows]
+    # applies the cursor / pending / quiet updates IN the caller's state transaction
+    commit: Callable[[Connection], None]
+    notes: list[str] = field(default_factory=list)  # worth logging once
+    progress: Optional[float] = None  # backfill: share of the range done, 0..1
+
+
+# ---- time -------------------------------------------------------------------------------------
+
+def to_local(epoch: float, zone: ZoneInfo) -> datetime:
+    """UTC epoch -> naive local time of the PBX."""
+    return datetime.fromtimestamp(epoch, zone).replace(tzinfo=None, microsecond=0)
+
+
+def to_epoch(local: datetime, zone: ZoneInfo) -> float:
+    """Naive local time of the PBX -> UTC epoch (first reading of an ambiguous hour)."""
+    return local.replace(tzinfo=zone).timestamp()
+
+
+def _call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
+    """When the call began (UTC): its oldest linkedid's epoch, else its earliest row."""
+    epochs = [e for e in (linkedid_epoch(x) for x in call.linkedids) if e is not None]
+    if epochs:
+        return float(min(epochs))
+    times = [r.calldate for r in call.cdr if r.calldate] + [e.eventtime for e in call.cel
+                                                            if e.eventtime]
+    return to_epoch(min(times), zone) if times else None
+
+
+def _last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
+    """When the last thing of the call happened (UTC): row end (calldate + duration), event."""
+    ends = [to_epoch(r.calldate, zone) + r.duration for r in call.cdr if r.calldate]
+    ends += [to_epoch(e.eventtime, zone) for e in call.cel if e.eventtime]
+    return max(ends) if ends else None
+
+
+def _fingerprint(call: CallRows) -> str:
+    parts = sorted(repr((r.key, r.linkedid, r.duration, r.billsec, r.disposition))
+                   for r in call.cdr)
+    parts += [str(e.id) for e in call.cel]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
+
+
+# ---- reading around a set of linkedids ---------------------------------------------------------
+
+def expand(source: Source, seeds: Iterable[str]) -> list[CelEvent]:
+    """All cel events of the calls the seed linkedids belong to: linkedids reached through shared
+    channels and through uniqueids named by transfer / pickup events, to a bounded fixpoint."""
+    known = set(seeds)
+    frontier = set(known)
+    seen_uniqueids: set[str] = set()
+    events: dict[int, CelEvent] = {}
+    for _ in range(EXPAND_ROUNDS):
+        if not frontier:
+            break
+        found = source.cel_for_linkedids(frontier)
+        events.update((e.id, e) for e in found)
+        uniqueids = {e.uniqueid for e in found if e.uniqueid}
+        for event in found:
+            uniqueids |= transfer_uniqueids(event)
+        uniqueids -= seen_uniqueids
+        seen_uniqueids |= uniqueids
+        frontier = source.linkedids_for_uniqueids(uniqueids) - known
+        if len(known) + len(frontier) > EXPAND_MAX:
+            log.warning("call expansion stopped at %d linkedids", len(known))
+            break
+        known |= frontier
+    return [events[i] for i in sorted(events)]
+
+
+def _with_cdr(source: Source, calls: list[CallRows], zone: ZoneInfo) -> list[CallRows]:
+    """The same calls with their cdr rows; regrouped, since a cdr row may join two of them."""
+    if not calls:
+        return []
+    linkedids = set().union(*(c.linkedids for c in calls))
+    uniqueids = {e.uniqueid for c in calls for e in c.cel if e.uniqueid}
+    uniqueids |= {r.uniqueid for c in calls for r in c.cdr if r.uniqueid}
+    starts = [s for s in (_call_start(c, zone) for c in calls) if s is not None]
+    since = to_local(min(starts) - START_SLACK, zone) if starts else None
+    rows = source.cdr_for_linkedids(linkedids, uniqueids, since_local=since)
+    closed = {lid: c.closed_by for c in calls for lid in c.linkedids}
+    regrouped = []
+    for call in group_calls(rows, [e for c in calls for e in c.cel]):
+        kinds = {closed[lid] for lid in call.linkedids if lid in closed}
+        kind = next((k for k in (ClosedBy.TIMEOUT, ClosedBy.QUIET, ClosedBy.HISTORY) if k in kinds),
+                    ClosedBy.LINKEDID_END)
+        regrouped.append(replace(call, closed_by=kind))
+    return regrouped
+
+
+def _drop_handled(calls: list[CallRows], handled: Handled) -> tuple[list[CallRows], list[CallRows]]:
+    """(calls to emit, calls containing a linkedid the ledger already handled)."""
+    if not calls:
+        return [], []
+    done = handled(sorted(set().union(*(c.linkedids for c in calls))))
+    fresh = [c for c in calls if not (c.linkedids & done)]
+    old = [c for c in calls if c.linkedids & done]
+    return fresh, old
+
+
+# ---- the live sync ----------------------------------------------------------------------------
+
+def find_finished(source: Source, store: Engine, cfg: Config, now: float, handled: Handled
+                  ) -> Discovery:
+    """The calls that finished since the last committed pass (see the module docstring)."""
+    with store.connect() as conn:
+        cursors = {k: v for k, (v, _) in progress.read_cursors(conn).items()}
+        pending = progress.read_pending(conn)
+        quiet = progress.read_quiet(conn)
+    changes = progress.Changes(now=now)
+    notes: list[str] = []
+    horizon = float(cursors[HORIZON]) if HORIZON in cursors else None
+    if horizon is None:
+        horizon = now - cfg.source.lookback
+        changes.cursors[HORIZON] = repr(horizon)
+        notes.append(f"first sync: starting with calls that ended after "
+                     f"{to_local(horizon, cfg.source.zone):%Y-%m-%d %H:%M:%S} (PBX time); "
+                     "use `cdrsync backfill` for older calls")
+    # the first pass scans long too: a long call that ended after the horizon started before it
+    long_due = (LONG_SCAN not in cursors
+                or now - float(cursors[LONG_SCAN]) >= cfg.source.long_every)
+    if long_due:
+        changes.cursors[LONG_SCAN] = repr(now)
+        changes.quiet_prune_before = now - 2 * cfg.source.max_call - cfg.schedule.orphan_after
+    if source.schema.cel_mode:
+        calls, busy = _cel_pass(source, cfg, now, handled, cursors, pending, horizon, changes,
+                                notes)
+        if long_due:
+            calls += _orphan_scan(source, cfg, now, handled, quiet, horizon, busy, changes, notes)
+    else:
+        calls = _cdr_pass(source, cfg, now, handled, quiet, horizon, long_due, changes, notes)
+    calls.sort(key=lambda c: linkedid_key(c.callid))
+    return Discovery(calls=calls, commit=changes.apply, notes=notes)
+
+
+def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors: dict[str, str],
+              pending: dict[str, tuple[float, str]], horizon: float, changes: progress.Changes,
+              notes: list[str]) -> tuple[list[CallRows], set[str]]:
+    """CEL mode; returns the calls to emit and every linkedid it looked at."""
+    zone = cfg.source.zone
+    if CEL_CURSOR in cursors:
+        position = int(cursors[CEL_CURSOR])
+    else:
+        position = source.cel_id_at(to_local(horizon, zone)) - 1
+        notes.append(f"first sync: CEL cursor starts after cel id {position}")
+    start_position = position
+    ended: list[tuple[int, str]] = []
+    for _ in range(MAX_BATCHES):
+        got = source.ended_linkedids(position, cfg.source.batch)
+        ended += got
+        if got:
+            position = got[-1][0]
+        if len(got) < cfg.source.batch:
+            break
+    if position != start_position or CEL_CURSOR not in cursors:
+        changes.cursors[CEL_CURSOR] = str(position)
+    seeds = set(pending) | {lid for _, lid in ended}
+    if not seeds:
+        return [], set()
+    events = expand(source, seeds)
+    closed = {e.linkedid for e in events if e.eventtype == "LINKEDID_END"}
+    groups = group_calls([], events)
+    fresh, old = _drop_handled(groups, handled)
+    for call in old:
+        notes.append(f"late rows for call {call.callid} ignored: it was already handled")
+        changes.pending_drop |= call.linkedids
+    ready: list[CallRows] = []
+    for call in fresh:
+        first_seen = min((pending[lid][0] for lid in call.linkedids if lid in pending), default=now)
+        if call.linkedids <= closed:
+            # settle counts from the last LINKEDID_END cdrsync saw, not from the first
+            completed = max(pending[lid][0] if lid in pending else now for lid in call.linkedids)
+            ended_at = _last_end(call, zone) or now
+            if (now - completed >= cfg.schedule.cel_settle
+                    or now - ended_at >= cfg.schedule.cel_settle + CLOCK_MARGIN):
+                ready.append(call)
+                changes.pending_drop |= call.linkedids
+            else:
+                _keep_pending(changes, call, closed, pending, now, "settle")
+            continue
+        last = min(_last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
+        if now - last >= cfg.schedule.orphan_after:
+            ready.append(replace(call, closed_by=ClosedBy.TIMEOUT))
+            changes.pending_drop |= call.linkedids
+            notes.append(f"call {call.callid}: no LINKEDID_END for "
+                         f"{sorted(call.linkedids - closed)}; closed after "
+                         f"{cfg.schedule.orphan_after} s without events")
+        else:
+            _keep_pending(changes, call, closed, pending, now, "open")
+    looked_at = set().union(*(c.linkedids for c in groups)) if groups else set()
+    return _with_cdr(source, ready, zone), looked_at
+
+
+def _keep_pending(changes: progress.Changes, call: CallRows, closed: set[str],
+                  pending: dict[str, tuple[float, str]], now: float, kind: str) -> None:
+    for lid in call.linkedids & closed:
+        first = pending[lid][0] if lid in pending else now
+        if lid not in pending or pending[lid][1] != kind:
+            changes.pending_add[lid] = (first, kind)
+
+
+def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
+                 quiet: dict[str, tuple[str, float]], horizon: float, busy: set[str],
+                 changes: progress.Changes, notes: list[str]) -> list[CallRows]:
+    """CEL mode: calls in cdr that never got any LINKEDID_END, closed after orphan_after."""
+    zone = cfg.source.zone
+    window = max(cfg.source.max_call, cfg.schedule.orphan_after)
+    groups = group_calls(source.cdr_window(to_local(now - window, zone)), [], ClosedBy.TIMEOUT)
+    groups = [g for g in groups if not (g.linkedids & busy)]
+    fresh, _ = _drop_handled(groups, handled)
+    candidates = []
+    for call in fresh:
+        last = _last_end(call, zone)
+        if last is None or last < horizon:
+            continue
+        fp = _fingerprint(call)
+        seen = quiet.get(call.callid)
+        if seen is None or seen[0] != fp:
+            changes.quiet_set[call.callid] = (fp, now)
+        elif now - seen[1] >= cfg.schedule.orphan_after and now - last >= cfg.schedule.orphan_after:
+            candidates.append(call)
+    out = []
+    for call in candidates:
+        events = expand(source, call.linkedids)
+        if any(e.eventtype == "LINKEDID_END" for e in events):
+            continue  # the CEL cursor owns it
+        out.append(replace(call, cel=tuple(events)))
+        notes.append(f"call {call.callid}: no LINKEDID_END at all (Asterisk restart?); closed "
+                     f"after {cfg.schedule.orphan_after} s without new rows")
+    return _with_cdr(source, out, zone)
+
+
+def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
+              quiet: dict[str, tuple[str, float]], horizon: float, long_scan: bool,
+              changes: progress.Changes, notes: list[str]) -> list[CallRows]:
+    """CDR-only mode (see the module docstring)."""
+    zone = cfg.source.zone
+    window_start = now - (cfg.source.max_call if long_scan else cfg.source.lookback)
+    groups = group_calls(source.cdr_window(to_local(window_start, zone)), [], ClosedBy.QUIET)
+    covered = []
+    for call in groups:
+        start = _call_start(call, zone)
+        if long_scan or (start is not None and start >= window_start + 2):
+            covered.append(call)
+    fresh, old = _drop_handled(covered, handled)
+    for call in old:
+        fp, seen = _fingerprint(call), quiet.get(call.callid)
+        if seen is not None and seen[0] != fp:
+            notes.append(f"late rows for call {call.callid} ignored: it was already handled")
+        if seen is None or seen[0] != fp:
+            changes.quiet_set[call.callid] = (fp, now)
+    out = []
+    for call in fresh:
+        last = _last_end(call, zone)
+        if last is None or last < horizon:
+            continue
+        fp, seen = _fingerprint(call), quiet.get(call.callid)
+        if seen is None and now - last >= cfg.schedule.settle + CLOCK_MARGIN:
+            changes.quiet_set[call.callid] = (fp, now)
+            out.append(call)  # first seen long after its end (first run, catching up)
+        elif seen is None or seen[0] != fp:
+            changes.quiet_set[call.callid] = (fp, now)
+        elif now - seen[1] >= cfg.schedule.settle and now - last >= cfg.schedule.settle:
+            out.append(call)
+    return out
+
+
+# ---- backfill ---------------------------------------------------------------------------------
+
+def history_key(since_local: datetime, until_local: Optional[datetime]) -> str:
+    until = until_local.isoformat(sep=" ") if until_local else "open"
+    return f"history:{since_local.isoformat(sep=' ')}:{until}"
+
+
+def find_history(source: Source, store: Engine, cfg: Config, since_local: datetime,
+                 until_local: Optional[datetime], now: float, handled: Handled,
+                 batch_calls: int = 500) -> Iterator[Discovery]:
+    """Backfill: the calls between two PBX-local times, in steps of about `batch_calls` calls.
+
+    Resumable: the position is a cursor named by (since, until); each Discovery's `commit` moves
+    it, so run it (with the ledger write) before asking for the next Discovery. Calls the ledger
+    already handled (sent by the live sync or an earlier run) are skipped. A call belongs to the
+    range by its end (CEL: its last LINKEDID_END) or start (CDR-only); with no `until`, calls that
+    may still be going on are left to the live sync.
+    """
+    key = history_key(since_local, until_local)
+    with store.connect() as conn:
+        saved = progress.read_cursor(conn, key)
+    if source.schema.cel_mode:
+        yield from _cel_history(source, cfg, key, saved, since_local, until_local, now, handled,
+                                batch_calls)
+    else:
+        yield from _cdr_history(source, cfg, key, saved, since_local, until_local, now, handled,
+                                batch_calls)
+
+
+def _history_discovery(calls: list[CallRows], handled: Handled, key: str, value: str, now: float,
+                       share: float) -> Discovery:
+    fresh, old = _drop_handled(calls, handled)
+    changes = progress.Changes(now=now, cursors={key: value})
+    notes = [f"{len(old)} call(s) already handled, skipped"] if old else []
+    return Discovery(calls=fresh, commit=changes.apply, notes=notes, progress=share)
+
+
+def _cel_history(source: Source, cfg: Config, key: str, saved: Optional[str],
+                 since_local: datetime, until_local: Optional[datetime], now: float,
+                 handled: Handled, batch_calls: int) -> Iterator[Discovery]:
+    zone = cfg.source.zone
+    first = source.cel_id_at(since_local) - 1
+    end_id = source.cel_id_at(until_local) if until_local else source.max_cel_id() + 1
+    position = int(saved) if saved is not None else first
+    collected: list[CallRows] = []
+    while position < end_id - 1:
+        ended = [(i, lid) for i, lid in source.ended_linkedids(position, cfg.source.batch)
+                 if i < end_id]
+        if not ended:
+            position = end_id - 1
+            break
+        batch_end = ended[-1][0]
+        events = expand(source, {lid for _, lid in ended})
+        for call in group_calls([], events, ClosedBy.HISTORY):
+            ends = [e.id for e in call.cel if e.eventtype == "LINKEDID_END"]
+            owner = max(ends, default=0)
+            if not position < owner <= batch_end:
+                continue  # another batch (or the live sync) owns this call
+            closed = {e.linkedid for e in call.cel if e.eventtype == "LINKEDID_END"}
+            last = _last_end(call, zone) or now
+            if not call.linkedids <= closed and now - last < cfg.schedule.orphan_after:
+                continue  # may still be going on: the live sync's business
+            collected.append(call)
+        position = batch_end
+        if len(collected) >= batch_calls:
+            calls = _with_cdr(source, collected, zone)
+            share = (position - first) / max(1, end_id - 1 - first)
+            yield _history_discovery(calls, handled, key, str(position), now, share)
+            collected = []
+    calls = _with_cdr(source, collected, zone)
+    yield _history_discovery(calls, handled, key, str(position), now, 1.0)
+
+
+def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
+                 since_local: datetime, until_local: Optional[datetime], now: float,
+                 handled: Handled, batch_calls: int) -> Iterator[Discovery]:
+    zone = cfg.source.zone
+    end = until_local or to_local(now, zone)
+    position = datetime.fromisoformat(saved) if saved else since_local
+    total = max(1.0, (end - since_local).total_seconds())
+    collected: list[CallRows] = []
+    while position < end:
+        chunk_end = min(position + HISTORY_CHUNK, end)
+        seen = group_calls(source.cdr_window(position, chunk_end), [])
+        if seen:
+            linkedids = set().union(*(c.linkedids for c in seen))
+            uniqueids = {r.uniqueid for c in seen for r in c.cdr}
+            reach = chunk_end + timedelta(seconds=cfg.source.max_call)
+            rows = source.cdr_for_linkedids(linkedids, uniqueids, position, reach)
+            for call in group_calls(rows, [], ClosedBy.HISTORY):
+                start = min(r.calldate for r in call.cdr if r.calldate) if any(
+                    r.calldate for r in call.cdr) else None
+                if start is None or not position <= start < chunk_end:
+                    continue  # another chunk owns it
+                last = _last_end(call, zone) or now
+                if now - last < max(cfg.source.lookback, cfg.schedule.settle):
+                    continue  # recent: the live sync's business
+                collected.append(call)
+        position = chunk_end
+        if len(collected) >= batch_calls or position >= end:
+            share = (position - since_local).total_seconds() / total
+            yield _history_discovery(collected, handled, key,
+                                     position.isoformat(sep=" "), now, min(1.0, share))
+            collected = []
+
+
+# ---- one call, for `cdrsync show` --------------------------------------------------------------
+
+def rows_for_callid(source: Source, callid: str, zone: Optional[ZoneInfo] = None
+                    ) -> Optional[CallRows]:
+    """Every row of the call that `callid` (any of its linkedids) belongs to, or None."""
+    events = expand(source, {callid}) if source.schema.has_cel else []
+    epoch = linkedid_epoch(callid)
+    if zone is not None and epoch is not None:
+        since: Optional[datetime] = to_local(epoch - START_SLACK, zone)
+    elif epoch is not None:  # no zone: local is at most 14 h away from UTC
+        since = datetime.fromtimestamp(epoch - 15 * 3600, timezone.utc).replace(tzinfo=None)
+    else:
+        since = None
+    linkedids = {callid} | {e.linkedid for e in events}
+    uniqueids = {e.uniqueid for e in events if e.uniqueid} | {callid}
+    rows = source.cdr_for_linkedids(linkedids, uniqueids, since_local=since)
+    closed = {e.linkedid for e in events if e.eventtype == "LINKEDID_END"}
+    for call in group_calls(rows, events):
+        if callid in call.linkedids:
+            if call.linkedids <= closed:
+                return call
+            return replace(call, closed_by=ClosedBy.TIMEOUT if events else ClosedBy.QUIET)
+    return None
+

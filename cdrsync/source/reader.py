@@ -1,0 +1,272 @@
+"""Read-only access to the PBX's `cdr` / `cel` tables, through any SQLAlchemy URL.
+
+Queries follow the stock FreePBX indexes: `cel` by id range (primary key), by `linkedid` and by
+`uniqueid`; `cdr` by `calldate` and `uniqueid` (FreePBX has no index on `cdr.linkedid`, so a
+lookup by linkedid is always bounded by a calldate range). Nothing here ever writes. Columns are
+selected untyped and decoded by `cdrsync.source.rows`, so odd values never break a query.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from sqlalchemy import Engine, column, create_engine, func, inspect, select, table
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
+
+from cdrsync.config import redact
+from cdrsync.model import CdrRow, CelEvent
+from cdrsync.source.rows import CDR_FIELDS, CEL_FIELDS, cdr_row, cel_event, decode_time
+from cdrsync.state.db import describe
+
+log = logging.getLogger("cdrsync.source")
+
+CHUNK = 500  # values per IN (...) list
+CEL_PROBE = 10000  # how many recent cel ids "auto" looks at for LINKEDID_END
+
+
+class SourceError(Exception):
+    """The PBX database cannot be read; one line, no password."""
+
+
+@dataclass(frozen=True)
+class SourceSchema:
+    """What the PBX database offers, found once by reflection."""
+
+    cdr_columns: tuple[str, ...]
+    cel_columns: tuple[str, ...]
+    has_cel: bool
+    has_linkedid: bool  # cdr.linkedid exists (Asterisk >= 1.8 with FreePBX's cdr module)
+    cel_mode: bool  # finished calls are found through cel LINKEDID_END events
+    reason: str  # why cel_mode is what it is, for `check` and the log
+
+
+def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+class Source:
+    """The PBX database. Every method raises `SourceError` on a database problem."""
+
+    def __init__(self, url: str, use_cel: str = "auto", batch: int = 500) -> None:
+        self._url = url
+        self._use_cel = use_cel
+        self._batch = max(1, batch)
+        self._schema: Optional[SourceSchema] = None
+        try:
+            self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise SourceError(f"source.url: {redact(str(exc))}") from None
+        self._cdr = table("cdr")
+        self._cel = table("cel")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Source:
+        return cls(cfg.source.url, cfg.source.use_cel, cfg.source.batch)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException, what: str) -> SourceError:
+        return SourceError(f"PBX database: {what}: {redact(describe(exc))}")
+
+    def _all(self, stmt: Any, what: str) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(stmt))
+        except SQLAlchemyError as exc:
+            raise self._fail(exc, what) from None
+
+    def _param_time(self, local: datetime) -> Any:
+        """SQLite keeps times as text; compare with text of the same shape."""
+        if self.engine.dialect.name == "sqlite":
+            return local.strftime("%Y-%m-%d %H:%M:%S")
+        return local
+
+    @property
+    def schema(self) -> SourceSchema:
+        if self._schema is None:
+            self._schema = self._reflect()
+        return self._schema
+
+    def _columns(self, name: str) -> tuple[str, ...]:
+        try:
+            return tuple(c["name"].lower() for c in inspect(self.engine).get_columns(name))
+        except NoSuchTableError:
+            return ()
+
+    def _reflect(self) -> SourceSchema:
+        try:
+            cdr_cols = self._columns("cdr")
+            cel_cols = self._columns("cel")
+        except SQLAlchemyError as exc:
+            raise self._fail(exc, "reading the table definitions") from None
+        if not cdr_cols:
+            raise SourceError("PBX database: table cdr not found (or not readable by this user)")
+        has_cel = {"id", "eventtype", "linkedid", "uniqueid"} <= set(cel_cols)
+        if self._use_cel == "false":
+            mode, reason = False, "use_cel = false"
+        elif self._use_cel == "true":
+            if not has_cel:
+                raise SourceError("source.use_cel = true, but the PBX database has no usable cel "
+                                  "table (id, eventtype, linkedid, uniqueid)")
+            mode, reason = True, "use_cel = true"
+        elif not has_cel:
+            mode, reason = False, "no cel table: CDR-only mode"
+        elif self._recent_linkedid_end():
+            mode, reason = True, f"cel has LINKEDID_END events among the last {CEL_PROBE} rows"
+        else:
+            mode, reason = False, (f"cel has no LINKEDID_END among the last {CEL_PROBE} rows "
+                                   "(CEL off or LINKEDID_END not logged): CDR-only mode")
+        return SourceSchema(cdr_cols, cel_cols, has_cel, "linkedid" in cdr_cols, mode, reason)
+
+    def _recent_linkedid_end(self) -> bool:
+        top = self._max_id()
+        stmt = (select(column("id")).select_from(self._cel)
+                .where(column("id") > top - CEL_PROBE, column("eventtype") == "LINKEDID_END")
+                .limit(1))
+        return bool(self._all(stmt, "probing cel for LINKEDID_END"))
+
+    def _max_id(self) -> int:
+        stmt = select(func.max(column("id"))).select_from(self._cel)
+        rows = self._all(stmt, "reading max(cel.id)")
+        return int(rows[0][0] or 0)
+
+    def _cdr_select(self) -> Any:
+        cols = [column(c) for c in CDR_FIELDS if c in self.schema.cdr_columns]
+        return select(*cols).select_from(self._cdr)
+
+    def _cel_select(self) -> Any:
+        cols = [column(c) for c in CEL_FIELDS if c in self.schema.cel_columns]
+        return select(*cols).select_from(self._cel)
+
+    def _decode(self, rows: Iterable[Any], make: Callable[..., Any]) -> list[Any]:
+        out = []
+        for row in rows:
+            problems: list[str] = []
+            out.append(make(row._mapping, problems))
+            for problem in problems:
+                log.debug("row read with a problem: %s", problem)
+        return out
+
+    # ---- CEL --------------------------------------------------------------------------------
+
+    def max_cel_id(self) -> int:
+        """Largest cel.id (0 when empty or when there is no cel table)."""
+        return self._max_id() if self.schema.has_cel else 0
+
+    def ended_linkedids(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """`(cel.id, linkedid)` of LINKEDID_END events with id > after_id, by id, at most
+        `limit`: a primary-key range scan (eventtime and eventtype have no index)."""
+        if not self.schema.has_cel:
+            return []
+        stmt = (select(column("id"), column("linkedid")).select_from(self._cel)
+                .where(column("id") > after_id, column("eventtype") == "LINKEDID_END")
+                .order_by(column("id")).limit(limit))
+        return [(int(r[0]), str(r[1] or "")) for r in self._all(stmt, "reading LINKEDID_END")]
+
+    def cel_for_linkedids(self, linkedids: Iterable[str]) -> list[CelEvent]:
+        """Every cel event of these linkedids, ordered by id (the true event order)."""
+        if not self.schema.has_cel:
+            return []
+        events: dict[int, CelEvent] = {}
+        for part in _chunks(sorted(set(linkedids))):
+            stmt = self._cel_select().where(column("linkedid").in_(part))
+            for event in self._decode(self._all(stmt, "reading cel by linkedid"), cel_event):
+                events[event.id] = event
+        return [events[i] for i in sorted(events)]
+
+    def linkedids_for_uniqueids(self, uniqueids: Iterable[str]) -> set[str]:
+        """Linkedids in which any of these channels appears in cel."""
+        if not self.schema.has_cel:
+            return set()
+        found: set[str] = set()
+        for part in _chunks(sorted(set(uniqueids))):
+            stmt = (select(column("linkedid")).select_from(self._cel).distinct()
+                    .where(column("uniqueid").in_(part)))
+            found.update(str(r[0]) for r in self._all(stmt, "reading cel by uniqueid") if r[0])
+        return found
+
+    def cel_id_at(self, local: datetime) -> int:
+        """The smallest cel.id whose eventtime is >= `local` (max id + 1 if none): a binary
+        search over the primary key, since ids grow with time and eventtime has no index."""
+        if not self.schema.has_cel:
+            return 0
+        lo_rows = self._all(select(func.min(column("id"))).select_from(self._cel), "min(cel.id)")
+        lo, hi = int(lo_rows[0][0] or 0), self._max_id() + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            stmt = (select(column("id"), column("eventtime")).select_from(self._cel)
+                    .where(column("id") >= mid).order_by(column("id")).limit(1))
+            rows = self._all(stmt, "searching cel by time")
+            if not rows:
+                hi = mid
+                continue
+            found_id, when = int(rows[0][0]), decode_time(rows[0][1])
+            if when is not None and when >= local:
+                hi = mid
+            else:
+                lo = found_id + 1
+        stmt = (select(column("id")).select_from(self._cel).where(column("id") >= lo)
+                .order_by(column("id")).limit(1))
+        rows = self._all(stmt, "searching cel by time")
+        return int(rows[0][0]) if rows else lo
+
+    # ---- CDR --------------------------------------------------------------------------------
+
+    def cdr_for_linkedids(
+        self,
+        linkedids: Iterable[str],
+        uniqueids: Iterable[str] = (),
+        since_local: Optional[datetime] = None,
+        until_local: Optional[datetime] = None,
+    ) -> list[CdrRow]:
+        """cdr rows whose linkedid is one of `linkedids`, plus rows whose uniqueid (Party A) is
+        one of `uniqueids`. The linkedid lookup is bounded by calldate >= `since_local` (and <
+        `until_local`) because FreePBX does not index cdr.linkedid; pass the call's start."""
+        linked = sorted(set(linkedids))
+        rows: dict[tuple, CdrRow] = {}
+
+        def keep(found: list[CdrRow]) -> None:
+            for row in found:
+                rows[(row.key, row.linkedid, row.duration, row.billsec, row.disposition)] = row
+
+        def bounded(stmt: Any) -> Any:
+            if since_local is not None:
+                stmt = stmt.where(column("calldate") >= self._param_time(since_local))
+            if until_local is not None:
+                stmt = stmt.where(column("calldate") < self._param_time(until_local))
+            return stmt
+
+        if self.schema.has_linkedid:
+            for part in _chunks(linked):
+                stmt = bounded(self._cdr_select().where(column("linkedid").in_(part)))
+                keep(self._decode(self._all(stmt, "reading cdr by linkedid"), cdr_row))
+        wanted = set(uniqueids) | (set() if self.schema.has_linkedid else set(linked))
+        for part in _chunks(sorted(wanted)):
+            stmt = self._cdr_select().where(column("uniqueid").in_(part))
+            keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_row))
+        return list(rows.values())
+
+    def cdr_window(self, start_local: datetime, end_local: Optional[datetime] = None
+                   ) -> Iterator[CdrRow]:
+        """Stream cdr rows with start <= calldate (< end), by calldate, without holding them
+        all in memory (server-side cursor)."""
+        stmt = self._cdr_select().where(column("calldate") >= self._param_time(start_local))
+        if end_local is not None:
+            stmt = stmt.where(column("calldate") < self._param_time(end_local))
+        stmt = stmt.order_by(column("calldate"))
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=self._batch
+                                                ).execute(stmt)
+                for part in result.partitions():
+                    yield from self._decode(part, cdr_row)
+        except SQLAlchemyError as exc:
+            raise self._fail(exc, "reading cdr by calldate") from None
