@@ -1,0 +1,138 @@
+"""Rows in, call out: `interpret(CallRows, PbxConfig, ZoneInfo) -> Call`, pure (no I/O, no clock).
+
+CEL, when the call has events, is read for the bridge timeline (`bridges`); CDR-only calls are
+read from their rows (`legs`). Decisions where the issue left a choice:
+
+- `ext`: the last extension that talked (`[pbx] ext_policy = "first"`: the first). Unanswered
+  inbound/internal: the first extension that rang (the one the call was meant for; a ring group's
+  or queue's other members are in `rung`), or "" when nothing rang (IVR hang-up, unrouted DID).
+  Internal calls to an extension that could not ring: the dialled extension.
+  Outbound: the calling extension. An inbound call answered on an outside number (follow-me,
+  forward) is answered by the extension whose Local chain dialled it, else by that number.
+- Outbound `answered_by` / `final_ext`: the extensions that talked to the outside party (the
+  caller, then whoever the call was transferred to).
+- Internal calls: `ext` = the callee, `phone` = "" (no outside party), `phone_raw` = the calling
+  extension, `did` / `diversion` = "".
+- `duration`: the caller's talk time, from the first bridge with a person to the end of the last
+  one (hold during a transfer included); 0 when nobody talked.
+"""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo
+
+from cdrsync.config import PbxConfig
+from cdrsync.grouping import linkedid_key
+from cdrsync.interpret.bridges import read_cel
+from cdrsync.interpret.direction import decide_direction, first_value
+from cdrsync.interpret.facts import Facts
+from cdrsync.interpret.legs import read_cdr
+from cdrsync.interpret.status import decide_status
+from cdrsync.interpret.transfers import build_path, route_label, talkers
+from cdrsync.model import Call, CallRows, Direction, Leg
+from cdrsync.numbers import normalise
+from cdrsync.timeconv import seconds
+
+__all__ = ["interpret"]
+
+
+def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+    """Facts from CEL when the call has events, else from CDR; CDR fills what CEL lacks."""
+    events = [e for e in rows.cel if e.eventtype != "LINKEDID_END"]
+    if not events and not rows.cdr:
+        raise ValueError(f"call {rows.callid}: no cdr rows and no cel events")
+    if not events:
+        return read_cdr(rows.cdr, pbx, zone)
+    facts = read_cel(sorted(rows.cel, key=lambda e: e.id), pbx, zone)
+    if rows.cdr:
+        extra = read_cdr(rows.cdr, pbx, zone)
+        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint"):
+            setattr(facts, name, getattr(facts, name) or getattr(extra, name))
+    return facts
+
+
+def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Call:
+    facts = read_facts(rows, pbx, zone)
+    direction, why_direction = decide_direction(facts, rows, pbx)
+    status, why_status = decide_status(facts, direction, pbx)
+    reasons = [why_direction, why_status]
+    talked = talkers(facts)
+    answered_by, final_ext = (talked[0], talked[-1]) if talked else ("", "")
+    duration = seconds(facts.talks[0].start, max((t.end for t in facts.talks if t.end),
+                                                 default=None)) if facts.talks else 0
+    if facts.talks:
+        reasons.append(f"talk {duration} s: first bridge with a person to the end of the last")
+    ext, why_ext = _ext(facts, direction, pbx, answered_by, final_ext)
+    reasons.append(why_ext)
+    reasons += [f"{kind}: the call moved on to another extension" for kind in facts.transfers]
+    phone_raw = _outside_party(facts, direction)
+    did = first_value(rows, "did") if direction == Direction.INBOUND else ""
+    if direction == Direction.INBOUND and not did and facts.dialled not in ("", "s"):
+        did = facts.dialled
+    diversion = did if direction == Direction.INBOUND else (
+        first_value(rows, "outbound_cnum") if direction == Direction.OUTBOUND else "")
+    return Call(
+        callid=rows.callid, direction=direction, status=status, start=facts.start, end=facts.end,
+        phone="" if direction == Direction.INTERNAL else normalise(phone_raw, pbx.default_country),
+        phone_raw=phone_raw, ext=ext, duration=duration, did=did, diversion=diversion,
+        caller_name=facts.caller_name if facts.caller_name != facts.caller_num else "",
+        answered_by=answered_by, final_ext=final_ext, rung=tuple(facts.rung),
+        legs=_legs(facts, direction), path=build_path(facts),
+        recording_candidates=_recordings(rows, facts), uniqueids=_uniqueids(rows, facts),
+        queue=facts.queue, ring_group=facts.ring_group, closed_by=rows.closed_by,
+        reasons=reasons,
+    )
+
+
+def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, first: str,
+         last: str) -> tuple[str, str]:
+    policy = pbx.ext_policy
+    if direction == Direction.OUTBOUND:
+        caller = facts.root.ext or facts.caller_num
+        if first:
+            chosen = last if policy == "last" else first
+            return chosen, f"ext {chosen}: the {policy} extension that talked to the outside party"
+        return caller, f"ext {caller}: the calling extension"
+    if first:
+        chosen = last if policy == "last" else first
+        return chosen, f"ext {chosen}: the {policy} extension that talked"
+    if facts.rung:
+        return facts.rung[0], f"ext {facts.rung[0]}: the first extension that rang"
+    if direction == Direction.INTERNAL and re.match(pbx.extension_pattern, facts.dialled):
+        return facts.dialled, f"ext {facts.dialled}: the extension dialled (it never rang)"
+    return "", "ext none: no extension rang"
+
+
+def _outside_party(facts: Facts, direction: Direction) -> str:
+    if direction == Direction.OUTBOUND:
+        return facts.trunk_numbers[0] if facts.trunk_numbers else facts.dialled
+    if direction == Direction.INTERNAL:
+        return facts.root.ext or facts.caller_num
+    return facts.caller_num
+
+
+def _legs(facts: Facts, direction: Direction) -> tuple[Leg, ...]:
+    via = route_label(facts)
+    legs = []
+    for ext in facts.rung:
+        talks = [t for t in facts.talks if t.party == ext]
+        legs.append(Leg(ext, facts.rung_channels.get(ext, ""), bool(talks),
+                        sum(seconds(t.start, t.end) for t in talks),
+                        facts.outcomes.get(ext, "ANSWERED" if talks else ""), via))
+    if direction == Direction.OUTBOUND and facts.trunk_numbers:
+        outside = [t for t in facts.talks if t.outside]
+        legs.append(Leg(facts.trunk_numbers[0], outside[0].channel if outside else "",
+                        bool(outside), sum(seconds(t.start, t.end) for t in outside),
+                        facts.trunk_disposition or facts.dialstatus, "trunk"))
+    return tuple(legs)
+
+
+def _recordings(rows: CallRows, facts: Facts) -> tuple[str, ...]:
+    found = [r.recordingfile for r in rows.cdr if r.recordingfile] + facts.mixmonitor_files
+    return tuple(dict.fromkeys(found))
+
+
+def _uniqueids(rows: CallRows, facts: Facts) -> tuple[str, ...]:
+    ids = set(facts.uniqueids) | {r.uniqueid for r in rows.cdr if r.uniqueid}
+    return tuple(sorted(ids, key=linkedid_key))

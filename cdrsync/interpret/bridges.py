@@ -1,0 +1,249 @@
+"""Read a call from CEL: the bridge timeline says who talked to the caller, and when.
+
+A person answered when the caller's channel shared a bridge with a phone (`BRIDGE_ENTER` with the
+same `bridge_id`); an `ANSWER` event proves nothing, since IVRs, queues and voicemail answer the
+trunk. Local channel pairs (`;1`/`;2`) are followed to the device behind them, holding bridges
+(parking, switchboard waiting) are ignored. Intervals are compared by CEL `id`, the true order of
+events, because `eventtime` has only whole seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+from cdrsync.config import PbxConfig
+from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
+from cdrsync.interpret.facts import Facts, Talk
+from cdrsync.model import CelEvent
+from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
+
+_MAX_LOCAL_HOPS = 6
+_HANGUP_CAUSES = {16: "NO ANSWER", 17: "BUSY", 18: "NO ANSWER", 19: "NO ANSWER", 20: "UNAVAILABLE",
+                  21: "REJECTED", 26: "ANSWERED ELSEWHERE", 34: "CONGESTION", 38: "FAILED"}
+
+
+@dataclass
+class _Span:
+    bridge: str
+    enter: int  # CEL id
+    exit: int = 1 << 62
+    holding: bool = False
+
+
+@dataclass
+class _Chan:
+    uniqueid: str
+    info: ChanInfo
+    first_id: int
+    context: str = ""
+    exten: str = ""
+    cid_num: str = ""
+    cid_name: str = ""
+    spans: list[_Span] = field(default_factory=list)
+    last_id: int = 0
+    end_id: int = 0  # CHAN_END
+    hangupcause: Optional[int] = None
+    dialstatus: str = ""
+
+
+def extra_of(event: CelEvent) -> dict:
+    """The JSON `extra`, leniently: FreePBX's varchar(512) may cut it short."""
+    try:
+        value = json.loads(event.extra) if event.extra else {}
+        return value if isinstance(value, dict) else {"extra": value}
+    except ValueError:
+        return dict(re.findall(r'"(\w+)":"?([^",}]*)', event.extra))
+
+
+class _Timeline:
+    def __init__(self, events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo):
+        self.pbx = pbx
+        self.chans: dict[str, _Chan] = {}
+        self.by_name: dict[str, str] = {}
+        self.times: dict[int, Optional[datetime]] = {}
+        self.members: dict[str, list[tuple[str, _Span]]] = {}
+        for event in events:
+            self.times[event.id] = to_utc(event.eventtime, zone, uniqueid_epoch(event.uniqueid))
+            self._add(event)
+        last = max(self.times, default=0)
+        for chan in self.chans.values():  # no BRIDGE_EXIT: until the channel ended, else the call
+            for span in chan.spans:
+                span.exit = min(span.exit, chan.end_id or last)
+
+    def _chan(self, event: CelEvent) -> _Chan:
+        chan = self.chans.get(event.uniqueid)
+        if chan is None:
+            info = classify(event.channame, self.pbx)
+            chan = _Chan(event.uniqueid, info, event.id, event.context, event.exten,
+                         event.cid_num, event.cid_name)
+            self.chans[event.uniqueid] = chan
+            self.by_name[event.channame] = event.uniqueid
+        chan.last_id = event.id
+        return chan
+
+    def _add(self, event: CelEvent) -> None:
+        chan = self._chan(event)
+        kind = event.eventtype
+        if kind in ("BRIDGE_ENTER", "BRIDGE_START"):
+            extra = extra_of(event)
+            bridge = str(extra.get("bridge_id") or "legacy:" + "|".join(
+                sorted((event.channame, event.peer))))
+            holding = extra.get("bridge_technology") == "holding_bridge"
+            span = _Span(bridge, event.id, holding=holding)
+            chan.spans.append(span)
+            self.members.setdefault(bridge, []).append((chan.uniqueid, span))
+            peer = self.chans.get(self.by_name.get(event.peer, ""))
+            if kind == "BRIDGE_START" and peer is not None:  # Asterisk < 12 logs one side only
+                peer_span = _Span(bridge, event.id)
+                peer.spans.append(peer_span)
+                self.members[bridge].append((peer.uniqueid, peer_span))
+        elif kind in ("BRIDGE_EXIT", "BRIDGE_END"):
+            bridge = str(extra_of(event).get("bridge_id") or "")
+            legacy_peer = self.by_name.get(event.peer, "") if kind == "BRIDGE_END" else ""
+            for uid in {chan.uniqueid, legacy_peer}:
+                for span in reversed(self.chans[uid].spans if uid in self.chans else []):
+                    if span.exit > event.id and (not bridge or span.bridge == bridge):
+                        span.exit = event.id
+                        break
+        elif kind == "CHAN_END":
+            chan.end_id = event.id
+        elif kind == "HANGUP":
+            extra = extra_of(event)
+            cause = str(extra.get("hangupcause", ""))
+            chan.hangupcause = int(cause) if cause.isdigit() else chan.hangupcause
+            chan.dialstatus = str(extra.get("dialstatus") or chan.dialstatus)
+
+    def pair(self, uid: str) -> Optional[str]:
+        info = self.chans[uid].info
+        if info.kind != LOCAL or not info.base:
+            return None
+        for other, chan in self.chans.items():
+            if other != uid and chan.info.base == info.base:
+                return other
+        return None
+
+    def parties(self, uid: str, lo: int, hi: int, seen: frozenset[str], via: str,
+                depth: int = 0) -> list[tuple[str, int, int, str]]:
+        """(endpoint uniqueid, from id, to id, extension of the Local chain) bridged with `uid`."""
+        found: list[tuple[str, int, int, str]] = []
+        for span in self.chans[uid].spans:
+            a, b = max(lo, span.enter), min(hi, span.exit)
+            if span.holding or a >= b:
+                continue
+            for other, other_span in self.members[span.bridge]:
+                a2, b2 = max(a, other_span.enter), min(b, other_span.exit)
+                if other == uid or other in seen or other_span.holding or a2 >= b2:
+                    continue
+                info = self.chans[other].info
+                if info.kind != LOCAL:
+                    found.append((other, a2, b2, via))
+                    continue
+                pair = self.pair(other)
+                if pair is not None and depth < _MAX_LOCAL_HOPS:
+                    found += self.parties(pair, a2, b2, seen | {uid, other}, via or info.ext,
+                                          depth + 1)
+        return found
+
+
+def _root(events: Sequence[CelEvent]) -> str:
+    starts = [e for e in events if e.eventtype == "CHAN_START"]
+    for event in starts:
+        if event.uniqueid == event.linkedid:
+            return event.uniqueid
+    return (starts or list(events))[0].uniqueid
+
+
+def _user_direction(event: CelEvent) -> str:
+    text = event.extra + " " + event.appdata
+    found = re.search(r"\b(INBOUND|OUTBOUND|INTERNAL)\b", text, re.IGNORECASE)
+    return found.group(1).lower() if found else ""
+
+
+def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+    """Facts of a call from its CEL events (ordered by id)."""
+    events = [e for e in events if e.eventtype != "LINKEDID_END"]
+    line = _Timeline(events, pbx, zone)
+    root_uid = _root(events)
+    root = line.chans[root_uid]
+    facts = Facts("cel", root.info, root_uid, entry_context=root.context, dialled=root.exten,
+                  caller_num=root.cid_num, caller_name=root.cid_name)
+    facts.uniqueids = list(line.chans)
+    times = [t for t in line.times.values() if t is not None]
+    facts.start = line.times.get(root.first_id) or (min(times) if times else None)
+    facts.end = max(times) if times else None
+    facts.caller_seconds = seconds(facts.start, line.times.get(root.last_id))
+    facts.dialstatus = root.dialstatus
+    _read_talks(line, root_uid, facts)
+    _read_legs(line, root_uid, facts)
+    for event in events:
+        _read_event(event, root_uid, facts)
+    return facts
+
+
+def _anchor(line: _Timeline, root_uid: str) -> str:
+    """The outside party's channel: the caller's own, or for a phone's call the first trunk
+    bridged (so a transferred outbound call follows the trunk to the next phone)."""
+    if line.chans[root_uid].info.kind != PHONE:
+        return root_uid
+    trunks = [u for u, c in line.chans.items() if c.info.kind == TRUNK and c.spans]
+    return trunks[0] if trunks else root_uid
+
+
+def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> None:
+    anchor = _anchor(line, root_uid)
+    found = line.parties(anchor, 0, 1 << 62, frozenset(), "")
+    for uid, a, b, via in sorted(found, key=lambda f: f[1]):
+        info = line.chans[uid].info
+        if info.kind == PHONE:
+            facts.talks.append(Talk(info.ext, info.name, line.times.get(a), line.times.get(b),
+                                    outside=anchor != root_uid))
+        elif info.kind == TRUNK and anchor == root_uid:
+            facts.talks.append(Talk(via or info.number, info.name, line.times.get(a),
+                                    line.times.get(b), outside=True))
+
+
+def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
+    talked = {t.party for t in facts.talks}
+    for uid, chan in line.chans.items():
+        info = chan.info
+        if uid == root_uid:
+            continue
+        if info.kind == TRUNK:
+            facts.trunk_seen = True
+        if info.number and info.number not in facts.trunk_numbers:
+            facts.trunk_numbers.append(info.number)
+        if info.ext and info.kind in (PHONE, LOCAL) and info.ext not in facts.rung:
+            facts.rung.append(info.ext)
+            facts.rung_channels[info.ext] = info.name
+        if info.kind == PHONE and info.ext not in facts.outcomes:
+            cause = _HANGUP_CAUSES.get(chan.hangupcause or 0, "NO ANSWER")
+            facts.outcomes[info.ext] = "ANSWERED" if info.ext in talked else cause
+    if facts.root.kind == PHONE and facts.trunk_seen and facts.dialled and not facts.trunk_numbers:
+        facts.trunk_numbers.append(facts.dialled)
+
+
+def _read_event(event: CelEvent, root_uid: str, facts: Facts) -> None:
+    kind, app = event.eventtype, event.appname.lower()
+    first_arg = event.appdata.split(",", 1)[0].strip()
+    if event.uniqueid == root_uid and event.context.startswith("ivr-"):
+        facts.ivr = event.context
+    if event.context == "ext-group" and event.exten not in ("s", "h", ""):
+        facts.ring_group = facts.ring_group or event.exten
+    if kind == "APP_START" and app == "voicemail":
+        facts.voicemail = first_arg.split("@", 1)[0]
+    elif kind == "APP_START" and app == "queue":
+        facts.queue = facts.queue or first_arg
+    elif kind == "APP_START" and app == "mixmonitor" and first_arg:
+        facts.mixmonitor_files.append(first_arg)
+    elif kind == "BLINDTRANSFER":
+        facts.transfers.append("blind transfer")
+    elif kind == "ATTENDEDTRANSFER":
+        facts.transfers.append("attended transfer")
+    elif kind == "USER_DEFINED" and event.userdeftype.upper() == "CRM_DIRECTION":
+        facts.direction_hint = _user_direction(event) or facts.direction_hint

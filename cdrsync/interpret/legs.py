@@ -1,0 +1,153 @@
+"""Read a call from CDR rows alone (Asterisk 13/14 with CEL off; Asterisk 1.8 without linkedid).
+
+A person answered when an ANSWERED row on the caller's side names a device in `dstchannel`
+(following Local `;1` -> `;2` pairs); an ANSWERED row with an empty or Local `dstchannel` is an
+IVR, voicemail or queue answering the trunk. Talk time is taken from the answered device rows
+(answer = calldate + duration - billsec). Caveat, documented in the tests: a device row of a call
+that an IVR answered first carries the IVR time in its billsec, and hold periods between transfer
+legs are only counted when a later leg closes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cdrsync.config import PbxConfig
+from cdrsync.grouping import linkedid_key
+from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, classify
+from cdrsync.interpret.facts import Facts, Talk
+from cdrsync.model import CdrRow
+from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
+
+
+def _order(row: CdrRow) -> tuple:
+    return (row.calldate is None, row.calldate or datetime.min, linkedid_key(row.uniqueid),
+            row.sequence)
+
+
+def root_row(rows: Sequence[CdrRow]) -> CdrRow:
+    """The caller's row: the oldest channel that started the linkedid, else the oldest row."""
+    def key(row: CdrRow) -> tuple:
+        return (linkedid_key(row.uniqueid), row.sequence)
+    first = [r for r in rows if not r.linkedid or r.uniqueid == r.linkedid]
+    return min(first or rows, key=key)
+
+
+def _caller_side(rows: Sequence[CdrRow], root: str, pbx: PbxConfig) -> dict[str, str]:
+    """Channels speaking for the caller: the root and every Local `;2` it dialled, with the
+    extension each Local chain stands for."""
+    side = {root: ""}
+    grew = True
+    while grew:
+        grew = False
+        for row in rows:
+            if row.channel in side and row.dstchannel.endswith(";1"):
+                other = row.dstchannel[:-1] + "2"
+                if other not in side:
+                    side[other] = side[row.channel] or classify(row.dstchannel, pbx).ext
+                    grew = True
+    return side
+
+
+def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+    """Facts of a call from its CDR rows only."""
+    ordered = sorted(rows, key=_order)
+    root = root_row(ordered)
+    info = classify(root.channel, pbx)
+    facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
+                  caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
+    facts.uniqueids = sorted({r.uniqueid for r in rows if r.uniqueid},
+                             key=linkedid_key)
+    starts, ends = [], []
+    for row in ordered:
+        start = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
+        if start is not None:
+            starts.append(start)
+            ends.append(_plus(start, row.duration))
+    facts.start = min(starts) if starts else None
+    facts.end = max(ends) if ends else None
+    side = _caller_side(ordered, root.channel, pbx)
+    caller_end = None
+    for row in ordered:
+        _read_row(row, side, pbx, zone, facts)
+        if row.channel == root.channel and row.calldate:
+            end = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
+            end = _plus(end, row.duration) if end else None
+            caller_end = max(caller_end, end) if caller_end and end else end or caller_end
+    facts.caller_seconds = seconds(facts.start, caller_end)
+    return facts
+
+
+def _plus(when: datetime, secs: int) -> datetime:
+    """`when` + `secs`, ignoring absurd counts (junk rows) that would leave the calendar."""
+    try:
+        return when + timedelta(seconds=max(0, secs))
+    except OverflowError:
+        return when
+
+
+def _clid_name(clid: str) -> str:
+    found = re.match(r'^\s*"?([^"<]*)"?\s*<', clid)
+    return found.group(1).strip() if found else ""
+
+
+def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
+              facts: Facts) -> None:
+    on_side = row.channel in side
+    if row.userfield and re.fullmatch(r"(?i)(CRM_DIRECTION=)?(INBOUND|OUTBOUND|INTERNAL)",
+                                      row.userfield.strip()):
+        facts.direction_hint = row.userfield.strip().rsplit("=", 1)[-1].lower()
+    if not on_side:
+        return
+    app, first_arg = row.lastapp.lower(), row.lastdata.split(",", 1)[0].strip()
+    if row.dcontext.startswith("ivr-"):
+        facts.ivr = row.dcontext
+    if row.dcontext == "ext-group" and row.dst not in ("s", ""):
+        facts.ring_group = facts.ring_group or row.dst
+    if app == "queue":
+        facts.queue = facts.queue or first_arg
+    elif row.dcontext == "ext-queues" and row.dst not in ("s", ""):
+        facts.queue = facts.queue or row.dst
+    if app == "voicemail":
+        facts.voicemail = first_arg.split("@", 1)[0]
+    if row.disposition:
+        facts.dialstatus = row.disposition
+    dst = classify(row.dstchannel, pbx) if row.dstchannel else None
+    if dst is None:
+        return
+    via = side[row.channel]
+    if dst.kind == TRUNK:
+        facts.trunk_seen = True
+        facts.trunk_disposition = _better(facts.trunk_disposition, row.disposition)
+        number = "" if via or facts.root.kind == TRUNK else row.dst
+        if number and number not in facts.trunk_numbers:
+            facts.trunk_numbers.append(number)
+    if dst.kind == LOCAL and dst.number and dst.number not in facts.trunk_numbers:
+        facts.trunk_numbers.append(dst.number)
+    if dst.ext and dst.kind in (PHONE, LOCAL) and dst.ext not in facts.rung:
+        facts.rung.append(dst.ext)
+        facts.rung_channels[dst.ext] = dst.name
+    if dst.kind == PHONE:
+        facts.outcomes[dst.ext] = _better(facts.outcomes.get(dst.ext, ""), row.disposition)
+    if row.disposition == "ANSWERED" and dst.kind in (PHONE, TRUNK) and row.billsec > 0:
+        start = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
+        if start is not None:
+            start = _plus(start, row.duration - row.billsec)
+        end = _plus(start, row.billsec) if start else None
+        if dst.kind == PHONE:
+            facts.talks.append(Talk(dst.ext, dst.name, start, end))
+        elif facts.root.kind == PHONE:  # a phone's call answered beyond the trunk
+            facts.talks.append(Talk(facts.root.ext, dst.name, start, end, outside=True))
+        else:  # the caller forwarded to an outside number (follow-me, ring group member)
+            facts.talks.append(Talk(via or row.dst, dst.name, start, end, outside=True))
+
+
+_RANK = {"ANSWERED": 5, "BUSY": 4, "NO ANSWER": 3, "CANCEL": 3, "CONGESTION": 2, "FAILED": 1}
+
+
+def _better(old: str, new: str) -> str:
+    """The most telling of two dispositions of one leg (ANSWERED beats BUSY beats NO ANSWER)."""
+    return new if _RANK.get(new, 0) > _RANK.get(old, 0) else old
