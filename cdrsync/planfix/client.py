@@ -1,0 +1,153 @@
+"""The HTTP side of Planfix: one session, checked TLS, and every answer sorted into what to do next.
+
+The token is added here, at send time, and scrubbed from every text this module produces.
+
+How answers are sorted (`Outcome.kind`):
+- "ok": any 2xx.
+- "retry": network errors, timeouts, 408, 429 (with its `Retry-After`), 5xx, and anything else
+  unexpected (3xx, 404, ...): those point at the address or an outage, not at the call, so the
+  request stays queued and delivery stalls until the cause is fixed.
+- "reject": 400 / 413 / 422, Planfix refused *this* request; its answer is kept.
+- "unauthorized": 401 / 403, the token is wrong; nothing must be sent until it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Optional
+
+import requests
+
+from cdrsync import __version__
+from cdrsync.config import PlanfixConfig, redact
+from cdrsync.planfix.requests import MISSED, Request
+
+OK, RETRY, REJECT, UNAUTHORIZED = "ok", "retry", "reject", "unauthorized"
+_REJECT = {400, 413, 422}
+_UNAUTHORIZED = {401, 403}
+_ANSWER_MAX = 300  # characters of Planfix's answer kept for the log and `status`
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # OK | RETRY | REJECT | UNAUTHORIZED
+    detail: str = ""  # one line, token-free: why (Planfix's answer, the network error)
+    status: Optional[int] = None  # HTTP status, None when no answer came
+    retry_after: Optional[float] = None  # seconds, from a 429/503 Retry-After
+    connection: bool = False  # no HTTP answer at all (refused, timeout, TLS)
+
+
+class PlanfixClient:
+    """Sends `Request`s to Planfix over one keep-alive `requests.Session`."""
+
+    def __init__(self, cfg: PlanfixConfig, session: Optional[requests.Session] = None) -> None:
+        self.cfg = cfg
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = f"cdrsync/{__version__}"
+        # A private CA is trusted through a bundle; verification itself is never switched off.
+        # Passed with each request: a Session-level `verify` loses to $REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = cfg.ca_bundle or True
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(self, request: Request) -> Outcome:
+        if request.target == MISSED:
+            if not self.cfg.missed_url:
+                return Outcome(REJECT, "[planfix] missed_url is not set; cannot send a missed-call "
+                                       "notice (skip it or set missed_url)")
+            return self._post(self.cfg.missed_url,
+                              json=dict(request.fields, planfix_token=self.cfg.token))
+        return self._post(self.cfg.url, data=dict(request.fields, planfix_token=self.cfg.token))
+
+    def ping(self) -> tuple[bool, str]:
+        """Check address and token with `cmd=ping`; (ok, one token-free line)."""
+        outcome, body = self._exchange(self.cfg.url,
+                                       data={"cmd": "ping", "planfix_token": self.cfg.token})
+        if outcome.kind != OK:
+            if outcome.kind == UNAUTHORIZED:
+                return False, (f"Planfix rejected the token ({outcome.status}): "
+                               "check [planfix] token")
+            return False, outcome.detail
+        try:
+            answer = json.loads(body) if body else {}
+        except ValueError:
+            answer = {}
+        pbx_url = answer.get("pbxUrl") if isinstance(answer, dict) else None
+        shown = f" (pbxUrl {self._clean(pbx_url)})" if pbx_url else ""
+        return True, "Planfix answered ping" + shown
+
+    def _post(self, url: str, **payload: object) -> Outcome:
+        return self._exchange(url, **payload)[0]
+
+    def _exchange(self, url: str, **payload: object) -> tuple[Outcome, str]:
+        try:
+            resp = self.session.post(url, timeout=self.cfg.timeout, verify=self.verify,
+                                     allow_redirects=False, **payload)  # type: ignore[arg-type]
+        except requests.Timeout:
+            return Outcome(RETRY, f"no answer within {self.cfg.timeout:g}s", connection=True), ""
+        except requests.exceptions.SSLError as exc:
+            return Outcome(RETRY, f"TLS error: {self._clean(_first_cause(exc))}",
+                           connection=True), ""
+        except requests.ConnectionError as exc:
+            return Outcome(RETRY, f"cannot connect: {self._clean(_first_cause(exc))}",
+                           connection=True), ""
+        except requests.RequestException as exc:
+            return Outcome(RETRY, f"request failed: {self._clean(_first_cause(exc))}",
+                           connection=True), ""
+        status = resp.status_code
+        text = resp.text
+        answer = self._clean(" ".join(text.split()))[:_ANSWER_MAX]
+        detail = f"HTTP {status}" + (f": {answer}" if answer else "")
+        if 200 <= status < 300:
+            return Outcome(OK, detail, status), text
+        if status in _UNAUTHORIZED:
+            return Outcome(UNAUTHORIZED, detail, status), text
+        if status in _REJECT:
+            return Outcome(REJECT, detail, status), text
+        if 300 <= status < 400:
+            where = self._clean(resp.headers.get("Location", "?"))
+            detail += f" (redirect to {where}: check [planfix] url)"
+        elif status == 404:
+            detail += " (check [planfix] url)"
+        return Outcome(RETRY, detail, status, _retry_after(resp.headers.get("Retry-After"))), text
+
+    def _clean(self, text: str) -> str:
+        text = redact(str(text))
+        return text.replace(self.cfg.token, "***") if self.cfg.token else text
+
+
+def _first_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests error ("Connection refused"), on one line."""
+    inner: BaseException = exc
+    seen = set()
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None and inner.args and isinstance(inner.args[0], BaseException):
+            nxt = inner.args[0]
+        if nxt is None:
+            break
+        inner = nxt
+    reason = getattr(inner, "reason", None)
+    text = str(reason if isinstance(reason, (str, BaseException)) else inner)
+    if "] " in text and "Errno" in text:  # "[Errno 111] Connection refused" -> "Connection refused"
+        text = text.split("] ", 1)[1]
+    return " ".join(text.split())[:_ANSWER_MAX] or type(inner).__name__
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+

@@ -1,0 +1,398 @@
+"""The ledger: which calls cdrsync has handled, and the outbox of requests still to deliver.
+
+A call is recorded here together with the exact requests it will send, in the same transaction
+as the finder's cursor update, *before* anything is sent; an outbox entry becomes `sent` only
+after Planfix answered 200. So a crash loses nothing, and the store, not the PBX database, is
+what retries read from. Keys are stable (callid + purpose), which makes recording idempotent:
+backfill after sync, or sync after backfill, queues nothing twice.
+
+Times: `created_at`, `next_try`, `last_try`, `sent_at`, `since` are epoch seconds (floats, so a
+test can drive them with a fake clock); `start_utc`/`end_utc` are naive UTC datetimes.
+
+Every function takes a `Connection` inside the caller's transaction; `transaction(engine)` opens
+one that turns "read-only database" / "disk full" into a one-line `StoreError`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+
+from cdrsync.model import Call
+from cdrsync.state.db import StoreError, describe, metadata
+
+if TYPE_CHECKING:  # requests imports missed, which imports this module
+    from cdrsync.planfix.requests import Request
+
+PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
+STATES = (SENT, PENDING, FAILED, SKIPPED)
+ORIGINS = ("sync", "backfill")
+
+calls = Table(
+    "calls", metadata,
+    Column("callid", String(64), primary_key=True),
+    Column("direction", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("ext", String(64), nullable=False, default=""),
+    Column("phone", String(64), nullable=False, default=""),
+    Column("start_utc", DateTime, nullable=True),
+    Column("end_utc", DateTime, nullable=True),
+    Column("origin", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_calls_phone_start", "phone", "start_utc"),
+)
+
+call_linkedids = Table(
+    "call_linkedids", metadata,
+    Column("linkedid", String(64), primary_key=True),
+    Column("callid", String(64), nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("callid", String(64), nullable=False, index=True),
+    Column("target", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False, default=PENDING),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_try", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_try", Float, nullable=True),
+    Column("sent_at", Float, nullable=True),
+    Index("ix_outbox_state_next", "state", "next_try"),
+)
+
+# Delivery conditions that outlive one process (so a cron `sync` logs a stall once, not each run).
+delivery_flags = Table(
+    "delivery_flags", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("since", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    key: str
+    callid: str
+    target: str
+    fields: dict[str, str]
+    state: str
+    attempts: int
+    next_try: float
+    last_error: Optional[str]
+    created_at: float
+
+    @property
+    def kind(self) -> str:
+        return self.key.split("|")[1]
+
+    def request(self) -> Request:
+        from cdrsync.planfix.requests import Request
+
+        return Request(self.key, self.callid, self.target, dict(self.fields))
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` whose storage failures (read-only file, full disk) become `StoreError`."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise store_error(exc) from None
+
+
+def store_error(exc: OperationalError) -> StoreError:
+    return StoreError(f"state store cannot be written: {describe(exc)}")
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def handled_linkedids(conn: Connection, linkedids: Iterable[str]) -> set[str]:
+    """The subset of `linkedids` that belong to a call already recorded."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(linkedids))):
+        rows = conn.execute(select(call_linkedids.c.linkedid)
+                            .where(call_linkedids.c.linkedid.in_(chunk)))
+        found.update(r[0] for r in rows)
+    return found
+
+
+def _naive_utc(moment: Optional[datetime]) -> Optional[datetime]:
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def call_summary(call: Call) -> dict[str, Any]:
+    """The call as cdrsync rebuilt it, kept for `show`, `status` and the delivery log."""
+    return {
+        "direction": call.direction.value,
+        "status": call.status.value,
+        "ext": call.ext,
+        "phone": call.phone,
+        "phone_raw": call.phone_raw,
+        "did": call.did,
+        "duration": call.duration,
+        "start": call.start.isoformat() if call.start else None,
+        "end": call.end.isoformat() if call.end else None,
+        "answered_by": call.answered_by,
+        "final_ext": call.final_ext,
+        "rung": list(call.rung),
+        "path": list(call.path),
+        "queue": call.queue,
+        "ring_group": call.ring_group,
+        "closed_by": call.closed_by.value,
+        "reasons": list(call.reasons),
+    }
+
+
+def record_call(conn: Connection, call: Call, linkedids: Iterable[str],
+                requests: Iterable[Request], origin: str, now: Optional[float] = None) -> bool:
+    """Record a handled call, its linkedids and the requests it will send.
+
+    Idempotent: a call recorded before keeps its first record and queues nothing new (only
+    linkedids not yet known are added); returns whether the call was new.
+    """
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}")
+    now = time.time() if now is None else now
+    try:
+        known = conn.execute(select(calls.c.callid).where(calls.c.callid == call.callid)).first()
+        if known is None:
+            conn.execute(insert(calls).values(
+                callid=call.callid, direction=call.direction.value, status=call.status.value,
+                ext=call.ext, phone=call.phone or call.phone_raw,
+                start_utc=_naive_utc(call.start), end_utc=_naive_utc(call.end), origin=origin,
+                summary=json.dumps(call_summary(call), ensure_ascii=False), created_at=now))
+        ids = set(linkedids) | {call.callid}
+        new_ids = ids - handled_linkedids(conn, ids)
+        if new_ids:
+            conn.execute(insert(call_linkedids),
+                         [{"linkedid": lid, "callid": call.callid} for lid in sorted(new_ids)])
+        if known is None:
+            add_requests(conn, requests, now)
+    except OperationalError as exc:
+        raise store_error(exc) from None
+    return known is None
+
+
+def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[float] = None) -> int:
+    """Queue requests whose key is not queued yet (a late `record`, ...); returns how many."""
+    now = time.time() if now is None else now
+    wanted = list(requests)
+    if not wanted:
+        return 0
+    try:
+        existing: set[str] = set()
+        for chunk in _chunks([r.key for r in wanted]):
+            existing.update(r[0] for r in conn.execute(
+                select(outbox.c.key).where(outbox.c.key.in_(chunk))))
+        rows = []
+        for r in wanted:
+            if r.key in existing:
+                continue
+            existing.add(r.key)
+            rows.append({"key": r.key, "callid": r.callid, "target": r.target,
+                         "body": json.dumps(r.fields, ensure_ascii=False, sort_keys=True),
+                         "state": PENDING, "attempts": 0, "created_at": now,
+                         "next_try": r.not_before if r.not_before is not None else now})
+        if rows:
+            conn.execute(insert(outbox), rows)
+    except OperationalError as exc:
+        raise store_error(exc) from None
+    return len(rows)
+
+
+def _entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(id=row.id, key=row.key, callid=row.callid, target=row.target,
+                       fields=json.loads(row.body), state=row.state, attempts=row.attempts,
+                       next_try=row.next_try, last_error=row.last_error, created_at=row.created_at)
+
+
+def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0) -> list[OutboxEntry]:
+    """Pending entries whose time has come, oldest first, from `after_id` on.
+
+    Within a call the order of queuing is kept: an entry waits while an earlier Planfix-API entry
+    of the same call is undelivered (pending or failed), so `COMPLETED` precedes its `record` and
+    `Cancelled`; a missed-call notice never holds anything back.
+    """
+    earlier = outbox.alias("earlier")
+    blocked = exists().where(earlier.c.callid == outbox.c.callid, earlier.c.id < outbox.c.id,
+                             earlier.c.target == "api", earlier.c.state.in_((PENDING, FAILED)))
+    rows = conn.execute(
+        select(outbox).where(outbox.c.state == PENDING, outbox.c.next_try <= now,
+                             outbox.c.id > after_id, ~blocked)
+        .order_by(outbox.c.id).limit(limit))
+    return [_entry(r) for r in rows]
+
+
+def _set(conn: Connection, where: Any, **values: Any) -> int:
+    try:
+        return conn.execute(update(outbox).where(where).values(**values)).rowcount
+    except OperationalError as exc:
+        raise store_error(exc) from None
+
+
+def mark_sent(conn: Connection, entry_id: int, now: float) -> None:
+    _set(conn, outbox.c.id == entry_id, state=SENT, sent_at=now, last_try=now,
+         attempts=outbox.c.attempts + 1)
+
+
+def mark_retry(conn: Connection, entry_id: int, attempts: int, next_try: float, error: str,
+               now: float) -> None:
+    _set(conn, outbox.c.id == entry_id, attempts=attempts, next_try=next_try, last_error=error,
+         last_try=now)
+
+
+def mark_failed(conn: Connection, entry_id: int, error: str, now: float) -> None:
+    """Park an entry Planfix refused (400): kept, with Planfix's answer, until retry or skip."""
+    _set(conn, outbox.c.id == entry_id, state=FAILED, last_error=error, last_try=now,
+         attempts=outbox.c.attempts + 1)
+
+
+def mark_skipped(conn: Connection, entry_id: int, reason: str, now: float) -> None:
+    _set(conn, outbox.c.id == entry_id, state=SKIPPED, last_error=reason, last_try=now)
+
+
+def retry(conn: Connection, callid: Optional[str] = None, now: Optional[float] = None) -> int:
+    """Make undelivered entries due now: those of `callid`, or (None) every failed one."""
+    now = time.time() if now is None else now
+    if callid is None:
+        where = outbox.c.state == FAILED
+    else:
+        where = (outbox.c.callid == callid) & outbox.c.state.in_((FAILED, PENDING))
+    return _set(conn, where, state=PENDING, attempts=0, next_try=now)
+
+
+def skip(conn: Connection, callid: str, now: Optional[float] = None) -> int:
+    """Drop the undelivered entries of `callid` for good (they stay visible as skipped)."""
+    now = time.time() if now is None else now
+    return _set(conn, (outbox.c.callid == callid) & outbox.c.state.in_((FAILED, PENDING)),
+                state=SKIPPED, last_try=now)
+
+
+def undelivered(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(outbox)
+                        .where(outbox.c.state.in_((PENDING, FAILED)))).scalar_one()
+
+
+def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
+    """Delivery at a glance, for `status` and metrics."""
+    now = time.time() if now is None else now
+    counts = dict.fromkeys(STATES, 0)
+    for state, n in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)):
+        counts[state] = n
+    oldest = conn.execute(
+        select(outbox.c.callid, outbox.c.created_at)
+        .where(outbox.c.state.in_((PENDING, FAILED)))
+        .order_by(outbox.c.created_at, outbox.c.id).limit(1)).first()
+    last = conn.execute(
+        select(outbox.c.callid, outbox.c.last_error, outbox.c.last_try)
+        .where(outbox.c.last_error.is_not(None), outbox.c.state.in_((PENDING, FAILED)))
+        .order_by(outbox.c.last_try.desc()).limit(1)).first()
+    flags = {name: {"value": value, "since": since}
+             for name, value, since in conn.execute(select(delivery_flags))}
+    return {
+        **counts,
+        "calls": conn.execute(select(func.count()).select_from(calls)).scalar_one(),
+        "oldest_undelivered": None if oldest is None else {
+            "callid": oldest.callid, "created_at": oldest.created_at,
+            "age": max(0.0, now - oldest.created_at)},
+        "last_error": None if last is None else {
+            "callid": last.callid, "error": last.last_error, "at": last.last_try},
+        "stalled": flags.get("stalled"),
+        "unauthorized": flags.get("unauthorized"),
+    }
+
+
+def summary(conn: Connection, callid: str) -> Optional[dict[str, Any]]:
+    """Everything the ledger knows about one call (for `show`), or None."""
+    row = conn.execute(select(calls).where(calls.c.callid == callid)).mappings().first()
+    if row is None:
+        return None
+    linked = [r[0] for r in conn.execute(select(call_linkedids.c.linkedid)
+                                         .where(call_linkedids.c.callid == callid)
+                                         .order_by(call_linkedids.c.linkedid))]
+    entries = conn.execute(select(outbox).where(outbox.c.callid == callid).order_by(outbox.c.id))
+    return {
+        "callid": callid,
+        "origin": row["origin"],
+        "recorded_at": row["created_at"],
+        "call": json.loads(row["summary"]),
+        "linkedids": linked,
+        "requests": [{"key": e.key, "target": e.target, "state": e.state,
+                      "attempts": e.attempts, "last_error": e.last_error, "sent_at": e.sent_at,
+                      "body": json.loads(e.body)} for e in entries],
+    }
+
+
+def call_fields(conn: Connection, callid: str) -> Optional[tuple[str, str, str]]:
+    """(direction, status, ext) of a recorded call, for one-line delivery logs."""
+    row = conn.execute(select(calls.c.direction, calls.c.status, calls.c.ext)
+                       .where(calls.c.callid == callid)).first()
+    return None if row is None else (row.direction, row.status, row.ext)
+
+
+def get_flag(conn: Connection, name: str) -> Optional[tuple[str, float]]:
+    row = conn.execute(select(delivery_flags.c.value, delivery_flags.c.since)
+                       .where(delivery_flags.c.name == name)).first()
+    return None if row is None else (row.value, row.since)
+
+
+def set_flag(conn: Connection, name: str, value: str, now: float) -> None:
+    """Raise a delivery condition; `since` is kept when it was already raised."""
+    try:
+        if get_flag(conn, name) is None:
+            conn.execute(insert(delivery_flags).values(name=name, value=value, since=now))
+        else:
+            conn.execute(update(delivery_flags).where(delivery_flags.c.name == name)
+                         .values(value=value))
+    except OperationalError as exc:
+        raise store_error(exc) from None
+
+
+def clear_flag(conn: Connection, name: str) -> Optional[tuple[str, float]]:
+    """Lower a condition; returns what it was (None if it was not raised)."""
+    was = get_flag(conn, name)
+    if was is not None:
+        try:
+            conn.execute(delivery_flags.delete().where(delivery_flags.c.name == name))
+        except OperationalError as exc:
+            raise store_error(exc) from None
+    return was

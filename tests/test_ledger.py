@@ -1,0 +1,173 @@
+"""The ledger on a real SQLite store: idempotent recording, per-call order, retry/skip, stats."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select
+
+from cdrsync.model import Status
+from cdrsync.planfix.requests import completed_requests, missed_requests, record_request
+from cdrsync.state import ledger
+from cdrsync.state.db import StoreError, open_store
+from tests.planfix_stub import make_call, stub_config
+
+CFG = stub_config(planfix={"missed_url": "https://example.planfix.ru/freepbx",
+                           "ring_group_cancelled": True})
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path):
+    engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    yield engine
+    engine.dispose()
+
+
+def _record(engine, call, linkedids=(), origin="sync", extra=(), now=T0):
+    reqs = completed_requests(call, CFG) + missed_requests(call, CFG) + list(extra)
+    with ledger.transaction(engine) as conn:
+        return ledger.record_call(conn, call, linkedids or {call.callid}, reqs, origin, now)
+
+
+def _keys(engine, state=None):
+    with engine.connect() as conn:
+        q = select(ledger.outbox.c.key).order_by(ledger.outbox.c.id)
+        if state:
+            q = q.where(ledger.outbox.c.state == state)
+        return [r[0] for r in conn.execute(q)]
+
+
+def test_handled_linkedids_answers_for_every_linkedid_of_a_recorded_call(store):
+    call = make_call("1700000000.1")
+    _record(store, call, {"1700000000.1", "1700000003.7"})
+    with store.connect() as conn:
+        asked = ["1700000003.7", "1700000099.1", "1700000000.1"] + [f"9.{i}" for i in range(1200)]
+        assert ledger.handled_linkedids(conn, asked) == {"1700000000.1", "1700000003.7"}
+        assert ledger.handled_linkedids(conn, []) == set()
+
+
+def test_recording_a_call_twice_queues_nothing_twice(store):
+    call = make_call()
+    assert _record(store, call, origin="sync") is True
+    first = _keys(store)
+    assert first == ["1700000000.1|completed", "1700000000.1|cancelled|102"]
+    # backfill finds the same call later, with one more linkedid: nothing new is queued
+    assert _record(store, call, {call.callid, "1700000005.2"}, origin="backfill") is False
+    assert _keys(store) == first
+    with store.connect() as conn:
+        assert ledger.handled_linkedids(conn, ["1700000005.2"]) == {"1700000005.2"}
+        assert ledger.summary(conn, call.callid)["origin"] == "sync"
+
+
+def test_add_requests_ignores_keys_already_queued(store):
+    _record(store, make_call())
+    with ledger.transaction(store) as conn:
+        link = record_request("1700000000.1", "https://pbx/r/1")
+        assert ledger.add_requests(conn, [link, link], now=T0) == 1
+        assert ledger.add_requests(conn, [link], now=T0) == 0
+
+
+def test_due_keeps_the_order_of_a_call_and_holds_back_what_must_wait(store):
+    _record(store, make_call("1.1"))
+    _record(store, make_call("2.1", status=Status.MISSED, answered_by="", final_ext=""))
+    with ledger.transaction(store) as conn:
+        ledger.add_requests(conn, [record_request("1.1", "https://pbx/r/1")], now=T0)
+        due = [e.key for e in ledger.due(conn, T0)]
+    # 1.1's Cancelled and record wait for its COMPLETED; 2.1's notices wait for its COMPLETED
+    assert due == ["1.1|completed", "2.1|completed"]
+    with ledger.transaction(store) as conn:
+        first = ledger.due(conn, T0)[0]
+        ledger.mark_sent(conn, first.id, T0)
+        assert [e.key for e in ledger.due(conn, T0)] == ["1.1|cancelled|102", "2.1|completed"]
+        assert [e.key for e in ledger.due(conn, T0, after_id=first.id + 1)] == ["2.1|completed"]
+
+
+def test_a_failed_completed_holds_its_record_but_not_other_calls(store):
+    _record(store, make_call("1.1", rung=("101",)))
+    _record(store, make_call("2.1", rung=("101",)))
+    with ledger.transaction(store) as conn:
+        ledger.add_requests(conn, [record_request("1.1", "https://pbx/r/1")], now=T0)
+        one = ledger.due(conn, T0)[0]
+        ledger.mark_failed(conn, one.id, 'HTTP 400: {"error":"Invalid parameters"}', T0)
+        assert [e.key for e in ledger.due(conn, T0)] == ["2.1|completed"]
+        assert ledger.retry(conn, "1.1", now=T0) == 2  # the failed COMPLETED and its record
+        assert [e.key for e in ledger.due(conn, T0)] == ["1.1|completed", "2.1|completed"]
+
+
+def test_missed_notices_do_not_hold_back_a_late_record_and_respect_not_before(store):
+    cfg = stub_config(planfix={"missed_url": "https://example.planfix.ru/freepbx"},
+                      missed={"callback_window": 5})
+    call = make_call("3.1", status=Status.MISSED, answered_by="", final_ext="", rung=("101",))
+    reqs = completed_requests(call, cfg) + missed_requests(call, cfg)
+    with ledger.transaction(store) as conn:
+        ledger.record_call(conn, call, {"3.1"}, reqs, "sync", T0)
+        ledger.add_requests(conn, [record_request("3.1", "https://pbx/r/3")], now=T0)
+        ledger.mark_sent(conn, ledger.due(conn, T0)[0].id, T0)
+        assert [e.key for e in ledger.due(conn, T0)] == ["3.1|record"]
+        later = reqs[1].not_before + 1
+        assert [e.key for e in ledger.due(conn, later)] == ["3.1|missed|101", "3.1|record"]
+
+
+def test_retry_failed_skip_and_stats(store):
+    for i in range(1, 4):
+        _record(store, make_call(f"{i}.1", rung=("101",)), now=T0 + i)
+    with ledger.transaction(store) as conn:
+        e1, e2, e3 = ledger.due(conn, T0 + 10)
+        ledger.mark_sent(conn, e1.id, T0 + 10)
+        ledger.mark_failed(conn, e2.id, 'HTTP 400: {"error":"Invalid parameters"}', T0 + 11)
+        ledger.mark_retry(conn, e3.id, 1, T0 + 20, "cannot connect: Connection refused", T0 + 12)
+        stats = ledger.stats(conn, now=T0 + 100)
+    assert (stats["sent"], stats["failed"], stats["pending"], stats["skipped"]) == (1, 1, 1, 0)
+    assert stats["calls"] == 3
+    assert stats["oldest_undelivered"]["callid"] == "2.1"
+    assert stats["oldest_undelivered"]["age"] == pytest.approx(98)
+    assert stats["last_error"] == {"callid": "3.1", "error": "cannot connect: Connection refused",
+                                   "at": T0 + 12}
+    with ledger.transaction(store) as conn:
+        assert ledger.retry(conn, now=T0 + 101) == 1  # every failed one
+        assert ledger.skip(conn, "3.1", now=T0 + 101) == 1
+        assert ledger.skip(conn, "1.1", now=T0 + 101) == 0  # already sent: stays sent
+        stats = ledger.stats(conn, now=T0 + 101)
+        assert (stats["sent"], stats["pending"], stats["skipped"]) == (1, 1, 1)
+        assert [e.key for e in ledger.due(conn, T0 + 101)] == ["2.1|completed"]
+        info = ledger.summary(conn, "3.1")
+    assert info["call"]["status"] == "Success" and info["linkedids"] == ["3.1"]
+    assert info["requests"][0]["state"] == "skipped"
+    assert info["requests"][0]["body"]["callid"] == "3.1"
+
+
+def test_flags_keep_their_first_since(store):
+    with ledger.transaction(store) as conn:
+        ledger.set_flag(conn, "stalled", "HTTP 503", T0)
+        ledger.set_flag(conn, "stalled", "cannot connect", T0 + 50)
+        assert ledger.get_flag(conn, "stalled") == ("cannot connect", T0)
+        assert ledger.clear_flag(conn, "stalled") == ("cannot connect", T0)
+        assert ledger.clear_flag(conn, "stalled") is None
+
+
+def test_a_read_only_store_stops_with_one_clear_line(tmp_path):
+    path = tmp_path / "state.db"
+    open_store(f"sqlite:///{path}").dispose()
+    readonly = open_store(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(StoreError) as err:
+        _record(readonly, make_call())
+    message = str(err.value)
+    assert "readonly database" in message and "\n" not in message
+    assert "INSERT" not in message
+
+
+def test_a_full_disk_stops_with_one_clear_line(tmp_path):
+    path = tmp_path / "state.db"
+    open_store(f"sqlite:///{path}").dispose()
+    full = open_store(f"sqlite:///{path}")
+
+    @event.listens_for(full, "connect")
+    def _no_room_left(dbapi_conn, _record):
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    full.dispose()  # reconnect with the limit
+    calls = [make_call(f"{i}.1", reasons=["x" * 2000]) for i in range(50)]
+    with pytest.raises(StoreError, match="database or disk is full"):
+        for call in calls:
+            _record(full, call)
