@@ -35,7 +35,7 @@ class SourceConfig:
     timezone: str
     use_cel: str = "auto"  # "auto" | "true" | "false"
     lookback: int = 3600  # s: the window a CDR-only pass re-reads every time
-    max_call: int = 86400  # s: the window re-read every `long_every` s, for calls longer than lookback
+    max_call: int = 86400  # s: re-read every `long_every` s, for calls longer than lookback
     long_every: int = 600
     batch: int = 500  # LINKEDID_END events / rows per query
 
@@ -261,7 +261,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: not an SQLAlchemy URL (e.g. mysql+pymysql://user:pw@host/db)")
     if _same_database(cfg.source.url, cfg.state.url):
         raise ConfigError("state.url: must not be the PBX database; cdrsync never writes there")
-    for key, url in (("planfix.url", cfg.planfix.url), ("planfix.missed_url", cfg.planfix.missed_url),
+    for key, url in (("planfix.url", cfg.planfix.url),
+                     ("planfix.missed_url", cfg.planfix.missed_url),
                      ("recordings.base_url", cfg.recordings.base_url)):
         if url and not re.match(r"^https?://[^/\s]+", url):
             raise ConfigError(f"{key}: must be an http(s):// address")
@@ -288,7 +289,8 @@ def _validate(cfg: Config) -> None:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ConfigError(f"{pattern_key}: bad regular expression {pattern!r}: {exc}") from None
+                raise ConfigError(
+                    f"{pattern_key}: bad regular expression {pattern!r}: {exc}") from None
 
 
 def _same_database(a: str, b: str) -> bool:

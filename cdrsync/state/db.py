@@ -17,7 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 metadata = MetaData()
 
 # Modules that declare tables on `metadata`; imported before create_all.
-TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress")
+TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
+                 "cdrsync.recordings.late")
 
 
 class StoreError(Exception):
@@ -34,7 +35,8 @@ def open_store(url: str) -> Engine:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"state store folder {folder} cannot be created: {exc.strerror}") from None
+            raise StoreError(f"state store folder {folder} cannot be created: {exc.strerror}"
+                             ) from None
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

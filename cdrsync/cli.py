@@ -1,0 +1,449 @@
+"""The `cdrsync` command line. Every command: a clear --help, one-line errors, exit codes.
+
+Exit codes: 0 ok (also: another cdrsync already works, so this one had nothing to do),
+1 the work failed (database unreachable, Planfix refused...), 2 wrong usage or configuration,
+or a state store that can not be written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import date, datetime
+from datetime import time as dtime
+from typing import Optional
+
+import click
+
+from . import __version__, logs
+from . import config as config_mod
+from .config import Config, ConfigError, redact
+from .lock import Busy, RunLock
+from .state.db import StoreError
+
+log = logging.getLogger("cdrsync.cli")
+
+
+class Context:
+    def __init__(self, config_path: Optional[str], verbose: int, log_format: Optional[str],
+                 demo: bool) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self.log_format = log_format
+        self.demo = demo
+        self._cfg: Optional[Config] = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            if self.demo:
+                from .demo import demo_config
+
+                self._cfg = demo_config()
+            else:
+                self._cfg = config_mod.load(self.config_path)
+            logs.setup(self._cfg, self.verbose, self.log_format)
+        return self._cfg
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"cdrsync: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns the expected failures into one line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from .source.reader import SourceError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(f"configuration: {exc}", 2)
+        except StoreError as exc:
+            _fail(f"state store: {exc}; nothing was lost, fix it and start again", 2)
+        except SourceError as exc:
+            _fail(f"PBX database: {redact(str(exc), _cfg_of(ctx))}", 1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line by default, the traceback with -v
+            if isinstance(ctx.obj, Context) and ctx.obj.verbose:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {redact(str(exc), _cfg_of(ctx))} "
+                  "(run with -v for the details)", 1)
+
+
+def _cfg_of(ctx: click.Context) -> Optional[Config]:
+    return ctx.obj._cfg if isinstance(ctx.obj, Context) else None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="Config file (default: $CDRSYNC_CONFIG, else /etc/cdrsync/cdrsync.toml).")
+@click.option("-v", "--verbose", count=True, help="Log the reasoning behind each call.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log line format on stderr (overrides [log] format).")
+@click.option("--demo", is_flag=True,
+              help="Use the small asteriskcdrdb copy shipped with cdrsync and a throw-away state "
+                   "store instead of a config file (try: cdrsync --demo sync --dry-run).")
+@click.version_option(__version__, prog_name="cdrsync")
+@click.pass_context
+def main(ctx: click.Context, config_path: Optional[str], verbose: int,
+         log_format: Optional[str], demo: bool) -> None:
+    """Deliver every finished Asterisk / FreePBX call from asteriskcdrdb into Planfix.
+
+    Reads the PBX's cdr and cel tables read-only, rebuilds each call and posts it to
+    Planfix's telephony API, exactly once.
+    """
+    logs.setup(None, verbose, log_format)
+    ctx.obj = Context(config_path, verbose, log_format, demo)
+
+
+def _pipeline(obj: Context, dry_run: bool = False, stop: Optional[threading.Event] = None):
+    from .pipeline import Pipeline
+
+    return Pipeline(obj.cfg, dry_run=dry_run, out=sys.stdout if dry_run else None, stop=stop)
+
+
+def _locked(obj: Context) -> RunLock:
+    return RunLock(obj.cfg.state.url)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT: finish the request in flight, remember, exit cleanly."""
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        log.info("signal %s received: finishing the current request, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True,
+              help="Send and record nothing; print each request that would be sent as one JSON "
+                   "object per line on stdout.")
+@click.pass_obj
+def sync(obj: Context, dry_run: bool) -> None:
+    """One pass and exit (for cron): new finished calls to Planfix.
+
+    If another cdrsync (the daemon, or a previous cron run) is working, say so and exit 0.
+
+    Example: cdrsync --config /etc/cdrsync/cdrsync.toml sync
+    """
+    cfg = obj.cfg
+    stop = _stop_on_signals()
+    try:
+        with _locked(obj):
+            pipeline = _pipeline(obj, dry_run, stop)
+            try:
+                result = _timed_pass(pipeline, "sync", lambda: pipeline.sync_pass(
+                    drain_seconds=max(cfg.schedule.interval * 6, 60)))
+            finally:
+                pipeline.close()
+    except Busy as exc:
+        click.echo(f"cdrsync: {exc}; nothing to do", err=True)
+        return
+    if result.error:
+        sys.exit(1)
+    if result.drain is not None and result.drain.unauthorized:
+        sys.exit(1)
+
+
+def _timed_pass(pipeline, kind: str, work):
+    """Run a pass, log its summary line, remember it for `status`."""
+    from .pipeline import PassResult
+    from .source.reader import SourceError
+    from .state import passes
+
+    started = time.time()
+    try:
+        result = work()
+    except SourceError as exc:
+        result = PassResult(error=str(exc))
+        log.error("pass failed, PBX database: %s; the next pass tries again", exc)
+    sent = result.drain.sent if result.drain else 0
+    log.info("%s pass: %d call(s) found, %d recorded, %d sent, %d skipped%s", kind, result.found,
+             result.recorded, sent, len(result.skipped), f", error: {result.error}"
+             if result.error else "")
+    if not pipeline.dry_run:
+        with pipeline.store.begin() as conn:
+            passes.remember(conn, kind, started, time.time(), result.found, sent, result.error)
+    return result
+
+
+@main.command()
+@click.pass_obj
+def run(obj: Context) -> None:
+    """The daemon: a pass every [schedule] interval seconds until SIGTERM/SIGINT.
+
+    Never two passes at once; after a suspend or a pass longer than the interval it runs once,
+    not once per missed interval. On SIGTERM the request in flight is finished first.
+
+    Example: cdrsync --config /etc/cdrsync/cdrsync.toml run
+    """
+    from .scheduler import run_forever
+
+    stop = _stop_on_signals()
+    try:
+        with _locked(obj):
+            pipeline = _pipeline(obj, stop=stop)
+            try:
+                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync",
+                                                                pipeline.sync_pass))
+            finally:
+                pipeline.close()
+    except Busy as exc:
+        _fail(f"{exc}; not starting a second daemon", 0)
+
+
+def _parse_day(value: Optional[str], name: str) -> Optional[datetime]:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2024-01-01 or 2024-01-01T08:00",
+                                 param_hint=name) from None
+    if isinstance(parsed, date) and len(value) <= 10:
+        parsed = datetime.combine(parsed.date(), dtime.min)
+    return parsed
+
+
+@main.command()
+@click.option("--since", required=True, metavar="DATE",
+              help="First day to import (PBX local time), e.g. 2024-01-01.")
+@click.option("--until", metavar="DATE", help="Stop before this day (default: now).")
+@click.option("--dry-run", is_flag=True, help="Send and record nothing; print the requests.")
+@click.option("--notify-missed", is_flag=True,
+              help="Also send missed-call notifications (history is not news: off by default).")
+@click.pass_obj
+def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
+             notify_missed: bool) -> None:
+    """Import history: every call that started from --since up to --until.
+
+    Stopped and started again, it continues where it was. Calls the regular sync already sent
+    are not sent again, and sync will not resend what backfill sent. Honours [planfix] rate.
+
+    Example: cdrsync backfill --since 2024-01-01 --until 2024-07-01
+    """
+    since_dt = _parse_day(since, "--since")
+    until_dt = _parse_day(until, "--until")
+    if until_dt is not None and since_dt is not None and until_dt <= since_dt:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    stop = _stop_on_signals()
+    try:
+        with _locked(obj):
+            pipeline = _pipeline(obj, dry_run, stop)
+            try:
+                with click.progressbar(length=0, label="backfill", file=sys.stderr,
+                                       show_eta=False, show_pos=True,
+                                       item_show_func=lambda text: text) as bar:
+                    started = time.time()
+
+                    def progress(found: int, sent: int) -> None:
+                        rate = sent / max(time.time() - started, 1e-6)
+                        bar.pos = found
+                        bar.update(0, f"found {found}, sent {sent}, {rate:.0f} calls/s")
+
+                    result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
+                        since_dt, until_dt, notify_missed=notify_missed, progress=progress))
+            finally:
+                pipeline.close()
+    except Busy as exc:
+        click.echo(f"cdrsync: {exc}; nothing to do", err=True)
+        return
+    if result.error or (result.drain is not None and result.drain.unauthorized):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(obj: Context, as_json: bool) -> None:
+    """Last pass, cursors, calls sent / pending / failed, the oldest undelivered call.
+
+    Example: cdrsync status
+    """
+    cfg = obj.cfg
+    from .state import ledger, passes, progress
+    from .state.db import open_store
+
+    store = open_store(cfg.state.url)
+    with store.connect() as conn:
+        report = {
+            "last_pass": passes.last(conn),
+            "last_good_pass": passes.last(conn, ok_only=True),
+            "cursors": {name: value for name, (value, _at) in
+                        progress.read_cursors(conn).items()},
+            "delivery": ledger.stats(conn),
+        }
+    store.dispose()
+    if as_json:
+        click.echo(json.dumps(report, default=str, ensure_ascii=False))
+        return
+    for line in _status_lines(report):
+        click.echo(line)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 86400:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 60} min {seconds % 60} s"
+
+
+def _status_lines(report: dict) -> list[str]:
+    def when(ts: Optional[float]) -> str:
+        return datetime.fromtimestamp(ts).isoformat(" ", "seconds") if ts else "never"
+
+    lines = []
+    last = report["last_pass"]
+    if last:
+        lines.append(f"last pass:        {last['kind']} at {when(last['finished'])}, "
+                     f"{last['found']} found, {last['sent']} sent"
+                     + (f", error: {last['error']}" if last["error"] else ""))
+    else:
+        lines.append("last pass:        never")
+    good = report["last_good_pass"]
+    lines.append(f"last good pass:   {when(good['finished']) if good else 'never'}")
+    for name, value in sorted(report["cursors"].items()):
+        lines.append(f"cursor {name}: {value}")
+    d = report["delivery"]
+    lines.append(f"calls recorded:   {d.get('calls', 0)}")
+    lines.append(f"requests sent:    {d.get('sent', 0)}")
+    lines.append(f"pending:          {d.get('pending', 0)}")
+    hint = "  (cdrsync retry --failed, or cdrsync skip CALLID)" if d.get("failed") else ""
+    lines.append(f"failed:           {d.get('failed', 0)}{hint}")
+    lines.append(f"skipped:          {d.get('skipped', 0)}")
+    oldest = d.get("oldest_undelivered")
+    if oldest:
+        lines.append(f"oldest undelivered: call {oldest['callid']}, waiting "
+                     f"{_age(oldest['age'])}")
+    last_error = d.get("last_error")
+    if last_error:
+        lines.append(f"last Planfix error: call {last_error['callid']}: {last_error['error']}")
+    for flag in ("stalled", "unauthorized"):
+        if d.get(flag):
+            lines.append(f"delivery {flag} since {when(d[flag]['since'])}: {d[flag]['value']}")
+    return lines
+
+
+@main.command()
+@click.argument("callid")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def show(obj: Context, callid: str, as_json: bool) -> None:
+    """The raw rows of a call and the call as cdrsync rebuilt it, with the reasoning.
+
+    CALLID is the callid sent to Planfix (the call's smallest linkedid), or any linkedid of it.
+
+    Example: cdrsync show 1795697854.0
+    """
+    from . import finder
+    from .show import render_call
+    from .source.reader import Source
+
+    cfg = obj.cfg
+    source = Source(cfg.source.url, use_cel=cfg.source.use_cel)
+    try:
+        rows = finder.rows_for_callid(source, callid)
+    finally:
+        source.close()
+    if rows is None:
+        _fail(f"no rows for call {callid} in the PBX database", 1)
+    click.echo(render_call(rows, cfg, as_json))
+
+
+@main.command()
+@click.argument("callid", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed call.")
+@click.pass_obj
+def retry(obj: Context, callid: Optional[str], all_failed: bool) -> None:
+    """Send a failed call (Planfix said 400) again, at the next pass.
+
+    Example: cdrsync retry 1795697854.0   or   cdrsync retry --failed
+    """
+    from .state import ledger
+    from .state.db import open_store
+
+    if bool(callid) == all_failed:
+        raise click.UsageError("give a CALLID or --failed")
+    store = open_store(obj.cfg.state.url)
+    with store.begin() as conn:
+        count = ledger.retry(conn, None if all_failed else callid)
+    store.dispose()
+    click.echo(f"{count} request(s) queued again")
+    if not count:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("callid")
+@click.pass_obj
+def skip(obj: Context, callid: str) -> None:
+    """Drop a call's undelivered requests: it will not be sent.
+
+    Example: cdrsync skip 1795697854.0
+    """
+    from .state import ledger
+    from .state.db import open_store
+
+    store = open_store(obj.cfg.state.url)
+    with store.begin() as conn:
+        count = ledger.skip(conn, callid)
+    store.dispose()
+    click.echo(f"{count} request(s) skipped")
+    if not count:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_obj
+def check(obj: Context) -> None:
+    """Preflight: database, tables, privileges, time zone, recordings, Planfix, state store.
+
+    Exit code 0 all good, 1 warnings, 2 something blocks.
+
+    Example: cdrsync check
+    """
+    from .check import exit_code, format_results, run_checks
+
+    results = run_checks(obj.cfg)
+    for line in format_results(results):
+        click.echo(line)
+    sys.exit(exit_code(results))
+
+
+@main.command("serve-recordings")
+@click.pass_obj
+def serve_recordings(obj: Context) -> None:
+    """Serve recordings read-only to holders of a signed link, on [recordings] listen.
+
+    For boxes without a web server to configure; point [recordings] base_url at it.
+
+    Example: cdrsync serve-recordings
+    """
+    from .recordings.serve import make_server
+
+    try:
+        server = make_server(obj.cfg.recordings)
+    except (ValueError, OSError) as exc:
+        _fail(f"serve-recordings: {exc}", 2)
+    stop = _stop_on_signals()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    log.info("serving recordings of %s on %s", obj.cfg.recordings.dir, obj.cfg.recordings.listen)
+    stop.wait()
+    server.shutdown()
+    server.server_close()

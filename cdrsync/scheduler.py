@@ -1,0 +1,85 @@
+"""`cdrsync run`: an APScheduler job every [schedule] interval seconds.
+
+`max_instances=1` keeps two passes from overlapping; `coalesce=True` with no misfire grace limit
+turns every interval missed during a suspend or a long pass into ONE catch-up pass. A pass that
+fails on the PBX database is logged and retried at the next interval; a state store that can not
+be written stops the daemon (systemd restarts it once the disk is fixed; nothing is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .state.db import StoreError
+
+log = logging.getLogger("cdrsync.run")
+
+
+def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object]) -> None:
+    """Run passes until `stop` is set; re-raise a StoreError that ended the daemon."""
+    from . import metrics as metrics_mod
+    from .sdnotify import notify
+
+    cfg = pipeline.cfg
+    fatal: list[BaseException] = []
+    metrics = metrics_mod.Metrics()
+    server = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
+
+    def job() -> None:
+        if stop.is_set():
+            return
+        result = one_pass()
+        _observe(metrics, pipeline, result)
+        if cfg.metrics.textfile:
+            metrics.write_textfile(cfg.metrics.textfile)
+        notify("WATCHDOG=1")
+
+    def on_error(event: JobExecutionEvent) -> None:
+        exc: Optional[BaseException] = event.exception
+        if isinstance(exc, StoreError):
+            fatal.append(exc)
+        else:
+            log.error("pass failed unexpectedly: %s: %s; the next pass tries again",
+                      type(exc).__name__, exc)
+        if fatal:
+            stop.set()
+
+    scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+    scheduler.add_job(job, IntervalTrigger(seconds=cfg.schedule.interval),
+                      next_run_time=datetime.now(timezone.utc), id="pass")
+    scheduler.start()
+    notify("READY=1")
+    log.info("running: a pass every %d s (state %s)", cfg.schedule.interval,
+             pipeline.store.url.render_as_string(hide_password=True))
+    try:
+        stop.wait()
+    finally:
+        notify("STOPPING=1")
+        scheduler.shutdown(wait=True)  # the pass in flight finishes its request first
+        if server is not None:
+            server.shutdown()
+        log.info("stopped")
+    if fatal:
+        raise fatal[0]
+
+
+def _observe(metrics, pipeline, result) -> None:
+    import time
+
+    from .state import ledger
+
+    metrics.observe_pass(not result.error, time.time())
+    with pipeline.store.connect() as conn:
+        stats = ledger.stats(conn)
+    metrics.set_queue(stats.get("sent", 0), stats.get("failed", 0), stats.get("pending", 0))
+    for lag in getattr(result.drain, "lags", ()) or ():
+        metrics.observe_delivery(lag)

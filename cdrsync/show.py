@@ -1,0 +1,62 @@
+"""`cdrsync show`: a call's raw rows, the call as rebuilt, and one line per deciding rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+
+from .config import Config
+from .interpret import interpret
+from .model import CallRows
+
+CDR_COLUMNS = ("calldate", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",
+               "duration", "billsec", "disposition", "uniqueid", "linkedid", "sequence", "did",
+               "recordingfile")
+CEL_COLUMNS = ("id", "eventtype", "eventtime", "channame", "context", "exten", "cid_num",
+               "appname", "uniqueid", "linkedid", "peer", "extra")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(" ", "seconds")
+    return "" if value is None else str(value)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[object]) -> list[str]:
+    cells = [[_text(getattr(row, c)) for c in columns] for row in rows]
+    widths = [min(max([len(c)] + [len(r[i]) for r in cells]), 48) for i, c in enumerate(columns)]
+    lines = [f"{title} ({len(rows)} rows)"]
+    lines.append("  " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for r in cells:
+        lines.append("  " + " | ".join(v[:w].ljust(w) for v, w in zip(r, widths)))
+    return lines
+
+
+def render_call(rows: CallRows, cfg: Config, as_json: bool = False) -> str:
+    call = interpret(rows, cfg.pbx, cfg.source.zone)
+    if as_json:
+        return json.dumps({
+            "cdr": [dataclasses.asdict(r) for r in rows.cdr],
+            "cel": [dataclasses.asdict(e) for e in rows.cel],
+            "call": dataclasses.asdict(call),
+        }, default=_text, ensure_ascii=False)
+    lines = _table("cdr", CDR_COLUMNS, list(rows.cdr))
+    lines.append("")
+    lines += _table("cel", CEL_COLUMNS, list(rows.cel))
+    lines.append("")
+    lines.append(f"call {call.callid}: {call.direction.value}, {call.status.value}")
+    for name in ("phone", "phone_raw", "did", "diversion", "ext", "answered_by", "final_ext",
+                 "duration", "start", "end", "queue", "ring_group", "closed_by"):
+        value = getattr(call, name)
+        if value not in ("", None):
+            lines.append(f"  {name}: {_text(getattr(value, 'value', value))}")
+    if call.rung:
+        lines.append(f"  rung: {', '.join(call.rung)}")
+    if call.path:
+        lines.append(f"  path: {' → '.join(call.path)}")
+    if call.recording_candidates:
+        lines.append(f"  recording: {', '.join(call.recording_candidates)}")
+    lines.append("why:")
+    lines += [f"  - {reason}" for reason in call.reasons]
+    return "\n".join(lines)
