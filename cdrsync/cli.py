@@ -146,7 +146,7 @@ def sync(obj: Context, dry_run: bool) -> None:
             pipeline = _pipeline(obj, dry_run, stop)
             try:
                 result = _timed_pass(pipeline, "sync", lambda: pipeline.sync_pass(
-                    drain_seconds=max(cfg.schedule.interval * 6, 60)))
+                    drain_seconds=_drain_budget(cfg)))
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -156,6 +156,12 @@ def sync(obj: Context, dry_run: bool) -> None:
         sys.exit(1)
     if result.drain is not None and result.drain.unauthorized:
         sys.exit(1)
+
+
+def _drain_budget(cfg: Config) -> float:
+    """Seconds a pass may spend sending a backlog: the next pass (and the systemd watchdog,
+    fed after each pass) must not wait for hours behind a long queue."""
+    return max(cfg.schedule.interval * 6, 60)
 
 
 def _timed_pass(pipeline, kind: str, work):
@@ -197,8 +203,8 @@ def run(obj: Context) -> None:
         with _locked(obj):
             pipeline = _pipeline(obj, stop=stop)
             try:
-                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync",
-                                                                pipeline.sync_pass))
+                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync", lambda: (
+                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg)))))
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -447,3 +453,19 @@ def serve_recordings(obj: Context) -> None:
     stop.wait()
     server.shutdown()
     server.server_close()
+
+
+@main.command()
+@click.option("--client-host", default="", metavar="HOST",
+              help="Host cdrsync connects from, for the CREATE USER (default: localhost).")
+def init(client_host: str) -> None:
+    """Print a starter config and the SQL for cdrsync's read-only database user.
+
+    Reads what FreePBX already knows (/etc/freepbx.conf, cdr_adaptive_odbc.conf,
+    res_odbc.conf) for the database location; never reuses the FreePBX admin login.
+
+    Example: cdrsync init > /tmp/cdrsync-start.txt
+    """
+    from .init import init_text
+
+    click.echo(init_text(client_host=client_host))

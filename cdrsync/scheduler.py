@@ -17,6 +17,7 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .config import ConfigError
 from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.run")
@@ -30,7 +31,11 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
     cfg = pipeline.cfg
     fatal: list[BaseException] = []
     metrics = metrics_mod.Metrics()
-    server = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
+    try:
+        server = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
+    except OSError as exc:
+        raise ConfigError(f"metrics.listen: cannot listen on {cfg.metrics.listen}: "
+                          f"{exc.strerror or exc}") from None
 
     def job() -> None:
         if stop.is_set():

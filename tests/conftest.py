@@ -186,7 +186,7 @@ def pbx_db(mariadb_server: str) -> Iterator[MariaDbPbx]:
     """A fresh MariaDB asteriskcdrdb with the FreePBX schema and a SELECT-only user."""
     tag = secrets.token_hex(4)
     name, user, password = f"cdrsync_t_{tag}", f"cdrsync_ro_{tag}", secrets.token_hex(12)
-    server = create_engine(mariadb_server + "/", future=True)
+    server = create_engine(mariadb_server + "/", future=True, pool_pre_ping=True)
     with server.begin() as conn:
         conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     admin_url = f"{mariadb_server}/{name}?charset=utf8mb4"

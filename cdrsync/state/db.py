@@ -30,8 +30,10 @@ def open_store(url: str) -> Engine:
     for name in TABLE_MODULES:
         importlib.import_module(name)
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).parent
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        # `file:PATH?mode=ro&uri=true` URLs name the file after the "file:" prefix
+        folder = Path(database[5:] if database.startswith("file:") else database).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
