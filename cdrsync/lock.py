@@ -16,15 +16,18 @@ from typing import Optional
 
 from sqlalchemy.engine import make_url
 
+from .state.db import sqlite_file
+
 
 class Busy(Exception):
     """Another cdrsync holds the lock."""
 
 
 def lock_path(state_url: str) -> Path:
+    database = sqlite_file(state_url)
+    if database is not None:
+        return database.with_name(database.name + ".lock")
     url = make_url(state_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(url.database + ".lock")
     digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"cdrsync-{digest}.lock"
 

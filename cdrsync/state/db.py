@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Optional
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -29,11 +30,9 @@ def open_store(url: str) -> Engine:
     """Open (and create, if needed) the state store at `url`."""
     for name in TABLE_MODULES:
         importlib.import_module(name)
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        # `file:PATH?mode=ro&uri=true` URLs name the file after the "file:" prefix
-        folder = Path(database[5:] if database.startswith("file:") else database).parent
+    path = sqlite_file(url)
+    if path is not None:
+        folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -47,6 +46,15 @@ def open_store(url: str) -> Engine:
     except SQLAlchemyError as exc:
         raise StoreError(f"state store unusable: {describe(exc)}") from None
     return engine
+
+
+def sqlite_file(url: str) -> Optional[Path]:
+    """The file of an SQLite URL (also `sqlite:///file:PATH?mode=ro&uri=true`), else None."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return Path(database[5:] if database.startswith("file:") else database)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
