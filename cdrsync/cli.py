@@ -211,6 +211,9 @@ def run(obj: Context) -> None:
         _fail(f"{exc}; not starting a second daemon", 0)
 
 
+STEPS = 1000  # resolution of the backfill progress bar
+
+
 def _parse_day(value: Optional[str], name: str) -> Optional[datetime]:
     if value is None:
         return None
@@ -250,15 +253,16 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
         with _locked(obj):
             pipeline = _pipeline(obj, dry_run, stop)
             try:
-                with click.progressbar(length=0, label="backfill", file=sys.stderr,
-                                       show_eta=False, show_pos=True,
+                with click.progressbar(length=STEPS, label="backfill", file=sys.stderr,
+                                       show_eta=True, show_percent=True,
                                        item_show_func=lambda text: text) as bar:
                     started = time.time()
 
-                    def progress(found: int, sent: int) -> None:
+                    def progress(found: int, sent: int, share: Optional[float]) -> None:
                         rate = sent / max(time.time() - started, 1e-6)
-                        bar.pos = found
-                        bar.update(0, f"found {found}, sent {sent}, {rate:.0f} calls/s")
+                        step = int((share or 0.0) * STEPS)
+                        bar.update(max(0, step - bar.pos),
+                                   f"{found} calls found, {sent} sent, {rate:.0f}/s")
 
                     result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
                         since_dt, until_dt, notify_missed=notify_missed, progress=progress))

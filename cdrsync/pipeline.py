@@ -90,10 +90,11 @@ class Pipeline:
     # ---- history ----------------------------------------------------------------------------
     def backfill(self, since: datetime, until: Optional[datetime], *, notify_missed: bool,
                  now: Optional[float] = None,
-                 progress: Optional[Callable[[int, int], None]] = None) -> PassResult:
+                 progress: Optional[Callable[[int, int, Optional[float]], None]] = None
+                 ) -> PassResult:
         """Import calls that started in [since, until): resumable, nothing sent twice.
 
-        `progress(found, sent)` is called after every batch.
+        `progress(found, sent, share_done)` is called after every batch.
         """
         now = time.time() if now is None else now
         result = PassResult()
@@ -112,7 +113,7 @@ class Pipeline:
                 if drained.unauthorized:
                     break
             if progress:
-                progress(result.found, sent)
+                progress(result.found, sent, discovery.progress)
         if not self.dry_run and not self.stop.is_set():
             result.drain = self.deliverer.drain(self.stop)
         return result

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
+import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.corpus import CORPUS
-from tests.e2e import cdrsync, make_config
+from tests.e2e import cdrsync, make_config, start_cdrsync
 
 TRUTH = CORPUS / "truth"
 OUTBOUND_CID = "5551000"
@@ -141,3 +145,48 @@ def test_sent_fields_are_exactly_the_dry_run_lines(pbx_db, planfix, tmp_path):
     sent = [r.without_token() for r in planfix.attempts()]
     key = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731
     assert sorted(map(key, printed)) == sorted(map(key, sent))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_links_cdrsync_sends_open_through_serve_recordings(pbx_db, planfix, tmp_path):
+    """`serve-recordings` as the only web server: every link Planfix got downloads the exact
+    file; a tampered link is refused."""
+    pbx_db.load_dump(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+    shutil.copytree(CORPUS / "monitor", tmp_path / "monitor")
+    port = _free_port()
+    cfg = make_config(
+        tmp_path, pbx_db.ro_url, planfix,
+        source={"lookback": FOREVER, "max_call": FOREVER},
+        recordings={"base_url": f"http://127.0.0.1:{port}/rec", "listen": f"127.0.0.1:{port}",
+                    "sign_key": "serve-test-signing-key-0123456789", "min_age": 0},
+    )
+    server = start_cdrsync(cfg, "serve-recordings")
+    try:
+        assert cdrsync(cfg, "sync").returncode == 0
+        links = {r.callid: r.fields["record_link"] for r in planfix.received("event")
+                 if r.fields.get("record_link")}
+        expected = {t["linkedid"]: t["recording_files"][0]["path"] for t in truths()
+                    if t["recording_exists"] and t["direction"] != "internal"}
+        assert set(links) == set(expected)
+        for _ in range(50):  # the server may still be starting
+            try:
+                urllib.request.urlopen(links[next(iter(links))], timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for callid, link in links.items():
+            with urllib.request.urlopen(link, timeout=5) as answer:
+                assert answer.read() == (CORPUS / "monitor" / expected[callid]).read_bytes()
+        tampered = links[next(iter(links))].replace("?", "?x=1&", 1)[:-2] + "AA"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(tampered, timeout=5)
+        assert refused.value.code == 403
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=20)
+    assert server.returncode == 0
