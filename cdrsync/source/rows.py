@@ -10,7 +10,7 @@ optional `problems` list so the caller can log it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal
@@ -119,38 +119,31 @@ def _lower(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in raw.items()}
 
 
-def cdr_row(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CdrRow:
-    """Build a `CdrRow` from one `cdr` row (column name -> value, any case).
-
-    Missing columns take their default. A missing or empty `linkedid` (Asterisk 1.8, or rows
-    written before FreePBX added the column) becomes the row's `uniqueid`, so such rows never
-    fall together into one giant "call" with linkedid "".
-    """
+def _decode_row(table: str, names: Iterable[str], time_column: str, raw: Mapping[str, Any],
+                problems: Optional[list[str]]) -> dict[str, Any]:
+    """Column values of one row decoded by kind; an empty `linkedid` becomes the `uniqueid`, so
+    such rows (Asterisk 1.8, rows older than FreePBX's linkedid column) never fall together into
+    one giant "call" with linkedid ""."""
     data = _lower(raw)
     values: dict[str, Any] = {}
-    for name in CDR_FIELDS:
-        if name == "calldate":
-            values[name] = decode_time(data.get(name), problems, "cdr.calldate")
+    for name in names:
+        if name == time_column:
+            values[name] = decode_time(data.get(name), problems, f"{table}.{name}")
         elif name in _INT_FIELDS:
-            values[name] = decode_int(data.get(name), problems, f"cdr.{name}")
+            values[name] = decode_int(data.get(name), problems, f"{table}.{name}")
         else:
             values[name] = decode_text(data.get(name))
     if not values["linkedid"]:
         values["linkedid"] = values["uniqueid"]
-    return CdrRow(**values)
+    return values
+
+
+def cdr_row(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CdrRow:
+    """Build a `CdrRow` from one `cdr` row (column name -> value, any case); missing columns
+    take their default."""
+    return CdrRow(**_decode_row("cdr", CDR_FIELDS, "calldate", raw, problems))
 
 
 def cel_event(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CelEvent:
     """Build a `CelEvent` from one `cel` row (column name -> value, any case)."""
-    data = _lower(raw)
-    values: dict[str, Any] = {}
-    for name in CEL_FIELDS:
-        if name == "eventtime":
-            values[name] = decode_time(data.get(name), problems, "cel.eventtime")
-        elif name in _INT_FIELDS:
-            values[name] = decode_int(data.get(name), problems, f"cel.{name}")
-        else:
-            values[name] = decode_text(data.get(name))
-    if not values["linkedid"]:
-        values["linkedid"] = values["uniqueid"]
-    return CelEvent(**values)
+    return CelEvent(**_decode_row("cel", CEL_FIELDS, "eventtime", raw, problems))
