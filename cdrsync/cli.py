@@ -168,7 +168,7 @@ def _timed_pass(pipeline, kind: str, work):
     """Run a pass, log its summary line, remember it for `status`."""
     from .pipeline import PassResult
     from .source.reader import SourceError
-    from .state import passes
+    from .state import ledger, passes
 
     started = time.time()
     try:
@@ -177,12 +177,16 @@ def _timed_pass(pipeline, kind: str, work):
         result = PassResult(error=str(exc))
         log.error("pass failed, PBX database: %s; the next pass tries again", exc)
     sent = result.drain.sent if result.drain else 0
+    error = f", error: {result.error}" if result.error else ""
+    if pipeline.dry_run:
+        log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d skipped; "
+                 "nothing sent or recorded%s", kind, result.found, result.printed,
+                 len(result.skipped), error)
+        return result
     log.info("%s pass: %d call(s) found, %d recorded, %d sent, %d skipped%s", kind, result.found,
-             result.recorded, sent, len(result.skipped), f", error: {result.error}"
-             if result.error else "")
-    if not pipeline.dry_run:
-        with pipeline.store.begin() as conn:
-            passes.remember(conn, kind, started, time.time(), result.found, sent, result.error)
+             result.recorded, sent, len(result.skipped), error)
+    with ledger.transaction(pipeline.store) as conn:
+        passes.remember(conn, kind, started, time.time(), result.found, sent, result.error)
     return result
 
 

@@ -48,6 +48,7 @@ class Prepared:
 class PassResult:
     found: int = 0
     recorded: int = 0
+    printed: int = 0  # --dry-run: requests printed instead of sent
     skipped: list[str] = field(default_factory=list)
     drain: Optional[DrainResult] = None
     error: str = ""
@@ -130,6 +131,7 @@ class Pipeline:
             for item in prepared:
                 for request in item.requests:
                     self._print(pfreq.as_dry_run(request))
+                    result.printed += 1
             return
         with ledger.transaction(self.store) as conn:
             for item in prepared:
