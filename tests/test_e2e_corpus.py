@@ -190,3 +190,80 @@ def test_links_cdrsync_sends_open_through_serve_recordings(pbx_db, planfix, tmp_
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=20)
     assert server.returncode == 0
+
+
+def _corpus_config(pbx_db, stub, tmp_path, **overrides):
+    sections = {"source": {"lookback": FOREVER, "max_call": FOREVER}}
+    for name, values in overrides.items():
+        sections.setdefault(name, {}).update(values)
+    return make_config(tmp_path, pbx_db.ro_url, stub, **sections)
+
+
+def test_a_recording_that_appears_late_is_sent_once_after_its_call(pbx_db, planfix, tmp_path):
+    """The file is missing at COMPLETED time (is_recorded=0, no link); when it appears, one
+    `cmd=record` for that callid follows, after the COMPLETED, and never again."""
+    pbx_db.load_dump(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+    shutil.copytree(CORPUS / "monitor", tmp_path / "monitor")
+    late = next(t for t in truths() if t["scenario"] == "s01_in_answered")
+    path = tmp_path / "monitor" / late["recording_files"][0]["path"]
+    held = path.read_bytes()
+    path.unlink()
+    cfg = _corpus_config(pbx_db, planfix, tmp_path, recordings={
+        "base_url": "http://127.0.0.1:1/rec", "sign_key": "late-test-signing-key-0123456789",
+        "min_age": 0})
+    cdrsync(cfg, "sync", check=True)
+    completed = {r.callid: r.fields for r in planfix.received("event")}
+    assert completed[late["linkedid"]]["is_recorded"] == "0"
+    assert "record_link" not in completed[late["linkedid"]]
+    assert planfix.received("record") == []
+
+    path.write_bytes(held)
+    cdrsync(cfg, "sync", check=True)
+    cdrsync(cfg, "sync", check=True)
+    records = planfix.received("record")
+    assert [r.callid for r in records] == [late["linkedid"]]
+    assert records[0].fields["record_link"].split("?")[0].endswith(path.name)
+    order = [(r.cmd, r.callid) for r in planfix.received(None) if r.callid == late["linkedid"]]
+    assert order == [("event", late["linkedid"]), ("record", late["linkedid"])]
+
+
+def test_backfill_sends_no_missed_call_notices_unless_asked(pbx_db, planfix, tmp_path):
+    pbx_db.load_dump(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+    cfg = _corpus_config(pbx_db, planfix, tmp_path, planfix={"missed_url": planfix.missed_url})
+    cdrsync(cfg, "backfill", "--since", "2026-11-01", "--until", "2026-12-01", check=True)
+    assert len(planfix.received("event")) == 25
+    assert planfix.received("callMissedNotify") == []
+
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = _corpus_config(pbx_db, planfix, other, planfix={"missed_url": planfix.missed_url})
+    cdrsync(cfg, "backfill", "--since", "2026-11-01", "--notify-missed", check=True)
+    missed = {t["linkedid"] for t in truths()  # an IVR hang-up rang nobody: no one to tell
+              if t["direction"] == "inbound" and t["status"] == "Missed" and t["extensions_rung"]}
+    assert {r.callid for r in planfix.received("callMissedNotify")} == missed
+
+
+def test_backfill_dry_run_prints_everything_and_remembers_nothing(pbx_db, planfix, tmp_path):
+    pbx_db.load_dump(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+    cfg = _corpus_config(pbx_db, planfix, tmp_path)
+    runs = [cdrsync(cfg, "backfill", "--since", "2026-11-01", "--dry-run", check=True)
+            for _ in range(2)]
+    assert runs[0].stdout and runs[0].stdout == runs[1].stdout  # the cursor did not move
+    assert len(runs[0].stdout.splitlines()) == 25
+    assert planfix.attempts() == []
+    status = json.loads(cdrsync(cfg, "status", "--json", check=True).stdout)
+    assert status["delivery"]["calls"] == 0 and status["last_pass"] is None
+
+
+def test_internal_calls_are_sent_when_asked(pbx_db, planfix, tmp_path):
+    pbx_db.load_dump(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+    cfg = _corpus_config(pbx_db, planfix, tmp_path, planfix={"send_internal": True})
+    cdrsync(cfg, "sync", check=True)
+    got = {r.callid: r.fields for r in planfix.received("event")}
+    internal = [t for t in truths() if t["direction"] == "internal"]
+    assert len(got) == 29
+    for truth in internal:
+        fields = got[truth["linkedid"]]
+        assert fields["data_direction"] == "internal"
+        assert fields["status"] == truth["status"]
+        assert fields["ext"] in truth["extensions_rung"]
