@@ -18,6 +18,7 @@ from typing import Optional
 from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
+from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CelEvent
@@ -152,11 +153,21 @@ class _Timeline:
 
 
 def _root(events: Sequence[CelEvent]) -> str:
+    """The caller's channel: the one whose uniqueid is the linkedid (every channel of a call
+    inherits the caller's linkedid). Its CHAN_START may be lost (a CEL reload mid-call), so any
+    of its events will do; failing that, the oldest channel by uniqueid (never as strings)."""
     starts = [e for e in events if e.eventtype == "CHAN_START"]
-    for event in starts:
+    for event in (*starts, *events):
         if event.uniqueid == event.linkedid:
             return event.uniqueid
-    return (starts or list(events))[0].uniqueid
+    return min((e.uniqueid for e in (starts or events)), key=linkedid_key)
+
+
+def _entry_context(events: Sequence[CelEvent], root_uid: str) -> str:
+    """Where the caller's channel entered the dialplan: its CHAN_START context, or "" when that
+    event was lost — a later event's context (a macro, a queue) says nothing about direction."""
+    return next((e.context for e in events
+                 if e.eventtype == "CHAN_START" and e.uniqueid == root_uid), "")
 
 
 def _user_direction(event: CelEvent) -> str:
@@ -171,7 +182,8 @@ def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo) -> Fact
     line = _Timeline(events, pbx, zone)
     root_uid = _root(events)
     root = line.chans[root_uid]
-    facts = Facts("cel", root.info, root_uid, entry_context=root.context, dialled=root.exten,
+    facts = Facts("cel", root.info, root_uid, entry_context=_entry_context(events, root_uid),
+                  dialled=root.exten,
                   caller_num=root.cid_num, caller_name=root.cid_name)
     facts.uniqueids = list(line.chans)
     times = [t for t in line.times.values() if t is not None]
