@@ -317,6 +317,16 @@ def _age(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60} s"
 
 
+def _cursor_text(name: str, value: str) -> str:
+    """Cursors that hold a moment (epoch seconds) are shown as a local time."""
+    if name in ("horizon", "long_scan_at"):
+        try:
+            return datetime.fromtimestamp(float(value)).isoformat(" ", "seconds")
+        except ValueError:
+            return value
+    return value
+
+
 def _status_lines(report: dict) -> list[str]:
     def when(ts: Optional[float]) -> str:
         return datetime.fromtimestamp(ts).isoformat(" ", "seconds") if ts else "never"
@@ -332,7 +342,7 @@ def _status_lines(report: dict) -> list[str]:
     good = report["last_good_pass"]
     lines.append(f"last good pass:   {when(good['finished']) if good else 'never'}")
     for name, value in sorted(report["cursors"].items()):
-        lines.append(f"cursor {name}: {value}")
+        lines.append(f"cursor {name}: {_cursor_text(name, value)}")
     d = report["delivery"]
     lines.append(f"calls recorded:   {d.get('calls', 0)}")
     lines.append(f"requests sent:    {d.get('sent', 0)}")
