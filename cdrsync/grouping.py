@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Optional
+from datetime import datetime
+from typing import Callable, Optional
 
 from cdrsync.model import CallRows, CdrRow, CelEvent, ClosedBy
 
@@ -144,3 +145,152 @@ def group_calls(
 def _cdr_order(row: CdrRow) -> tuple:
     stamp = row.calldate.isoformat() if row.calldate else ""
     return (stamp, row.sequence, linkedid_key(row.uniqueid), row.key, repr(row))
+
+
+class OpenCall:
+    """A call being assembled from cel events read in id order (see `CallAssembler`)."""
+
+    __slots__ = ("linkedids", "uniqueids", "named", "events", "open", "ends", "first_time",
+                 "last_time", "min_epoch", "dated", "completed_at")
+
+    def __init__(self) -> None:
+        self.linkedids: set[str] = set()
+        self.uniqueids: set[str] = set()  # channels seen in its events
+        self.named: set[str] = set()  # channels named by its transfer events, not seen yet
+        self.events: list[CelEvent] = []
+        self.open: set[str] = set()  # linkedids without a LINKEDID_END yet
+        self.ends: list[int] = []  # cel ids of its LINKEDID_END events
+        self.first_time: Optional[datetime] = None  # eventtime of its first event read
+        self.last_time: Optional[datetime] = None
+        # smallest creation epoch of its linkedids / uniqueids; None when one is not
+        # `[system-]epoch.n`, so that nothing can be said about when the call began
+        self.min_epoch: Optional[int] = None
+        self.dated = True  # False once an id without an epoch was seen
+        self.completed_at: Optional[datetime] = None  # stream time when `open` became empty
+
+    @property
+    def complete(self) -> bool:
+        return not self.open and bool(self.ends)
+
+    def _see(self, item: str) -> None:
+        epoch = linkedid_epoch(item)
+        if epoch is None:
+            self.dated = False
+        elif self.min_epoch is None or epoch < self.min_epoch:
+            self.min_epoch = epoch
+
+
+class CallAssembler:
+    """Incremental `group_calls` for cel events fed in id order, with the same links (shared
+    channel, uniqueid named by a transfer / pickup event), that can forget a call once it is
+    handed out: it is how backfill streams `cel` by id range in flat memory instead of looking
+    every call up by linkedid. Pure; no I/O. Events with an empty linkedid are ignored."""
+
+    def __init__(self) -> None:
+        self._by_linkedid: dict[str, OpenCall] = {}
+        self._by_uniqueid: dict[str, OpenCall] = {}
+        self._calls: dict[int, OpenCall] = {}  # id(call) -> call, every call held
+        self.now: Optional[datetime] = None  # the latest eventtime read (the stream's clock)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def calls(self) -> list[OpenCall]:
+        return list(self._calls.values())
+
+    def add(self, event: CelEvent) -> None:
+        lid = event.linkedid
+        if not lid:
+            return
+        when = event.eventtime
+        if when is not None and (self.now is None or when > self.now):
+            self.now = when
+        call = self._by_linkedid.get(lid)
+        if call is None:
+            call = self._new_linkedid(lid)
+        if event.uniqueid:
+            call = self._link(call, event.uniqueid, seen=True)
+        if event.eventtype in TRANSFER_EVENTS:
+            for uid in transfer_uniqueids(event):
+                call = self._link(call, uid, seen=False)
+        call.events.append(event)
+        if when is not None:
+            call.first_time = _pick(min, call.first_time, when)
+            call.last_time = _pick(max, call.last_time, when)
+        if event.eventtype == "LINKEDID_END":
+            call.ends.append(event.id)
+            call.open.discard(lid)
+            if not call.open:
+                call.completed_at = self.now
+
+    def _link(self, call: OpenCall, uid: str, seen: bool) -> OpenCall:
+        other = self._by_uniqueid.get(uid)
+        if other is None:
+            self._by_uniqueid[uid] = call
+            call._see(uid)
+        elif other is not call:
+            call = self._merge(call, other)
+        if seen:
+            call.uniqueids.add(uid)
+            call.named.discard(uid)
+        elif uid not in call.uniqueids:
+            call.named.add(uid)
+        return call
+
+    def _new_linkedid(self, lid: str) -> OpenCall:
+        call = OpenCall()
+        call.linkedids.add(lid)
+        call.open.add(lid)
+        call._see(lid)
+        self._by_linkedid[lid] = call
+        self._calls[id(call)] = call
+        return call
+
+    def _merge(self, a: OpenCall, b: OpenCall) -> OpenCall:
+        """Union by size: the smaller call's ids are moved to the bigger one."""
+        if len(a.events) + len(a.uniqueids) < len(b.events) + len(b.uniqueids):
+            a, b = b, a
+        for lid in b.linkedids:
+            self._by_linkedid[lid] = a
+        for uid in b.uniqueids | b.named:
+            self._by_uniqueid[uid] = a
+        a.linkedids |= b.linkedids
+        a.uniqueids |= b.uniqueids
+        a.named = (a.named | b.named) - a.uniqueids
+        a.events += b.events
+        a.open |= b.open
+        a.ends += b.ends
+        a.dated = a.dated and b.dated
+        if b.min_epoch is not None and (a.min_epoch is None or b.min_epoch < a.min_epoch):
+            a.min_epoch = b.min_epoch
+        a.first_time = _pick(min, a.first_time, b.first_time)
+        a.last_time = _pick(max, a.last_time, b.last_time)
+        a.completed_at = self.now if a.complete else None
+        del self._calls[id(b)]
+        return a
+
+    def take_complete(self, completed_before: Optional[datetime]) -> list[OpenCall]:
+        """Forget and return the calls whose every linkedid has ended, at stream time <
+        `completed_before` (None: all of them)."""
+        out = [c for c in self._calls.values() if c.complete and (
+            completed_before is None or c.completed_at is None
+            or c.completed_at < completed_before)]
+        for call in out:
+            self.forget(call)
+        return out
+
+    def forget(self, call: OpenCall) -> None:
+        for lid in call.linkedids:
+            self._by_linkedid.pop(lid, None)
+        for uid in call.uniqueids | call.named:
+            if self._by_uniqueid.get(uid) is call:
+                del self._by_uniqueid[uid]
+        self._calls.pop(id(call), None)
+
+
+def _pick(choose: Callable[..., datetime], a: Optional[datetime], b: Optional[datetime]
+          ) -> Optional[datetime]:
+    """min / max of two times, either of which may be unknown."""
+    if a is None or b is None:
+        return a if b is None else b
+    return choose(a, b)

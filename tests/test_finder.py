@@ -4,6 +4,7 @@ and a real SQLite state store. Time is a fake `now` (UTC epoch); nothing sleeps.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -59,6 +60,10 @@ class Call:
                         "dstchannel": f"PJSIP/101-{uid}"}])
 
     def cel(self, db, end: bool = True) -> None:
+        db.insert_cel(self.cel_rows(end))
+
+    def cel_rows(self, end: bool = True) -> list[dict]:
+        """CHAN_START x2 at its start; CHAN_END x2 (and LINKEDID_END) at its end."""
         lid, t = self.linkedid, self.start
         rows = [{"eventtype": "CHAN_START", "eventtime": local(t), "uniqueid": lid,
                  "linkedid": lid},
@@ -71,7 +76,7 @@ class Call:
         if end:
             rows.append({"eventtype": "LINKEDID_END", "eventtime": local(t + self.duration),
                          "uniqueid": lid, "linkedid": lid})
-        db.insert_cel(rows)
+        return rows
 
     def add(self, db, end: bool = True) -> Call:
         self.cdr(db)
@@ -89,6 +94,7 @@ class Pipeline:
         metadata.create_all(self.store, tables=[progress.cursors, progress.pending, progress.quiet])
         self.delivered: set[str] = set()
         self.sent: list[str] = []
+        self.found: list = []  # the calls of the committed discoveries
         self.notes: list[str] = []
 
     def handled(self, linkedids: Iterable[str]) -> set[str]:
@@ -102,6 +108,7 @@ class Pipeline:
             for call in discovery.calls:
                 self.delivered |= call.linkedids
                 self.sent.append(call.callid)
+            self.found += discovery.calls
         return discovery.calls
 
     def sync(self, now: float, commit: bool = True) -> list:
@@ -338,6 +345,123 @@ def test_backfill_closed_range(pbx_db, cel_pipe):
     assert all("already" not in n for n in cel_pipe.notes)
 
 
+# ---- backfill: cel streamed by id range ----------------------------------------------------------
+
+def same_as_per_call(pipe: Pipeline, calls) -> None:
+    """Each call the stream put together holds exactly the rows the per-call lookups find."""
+    for call in calls:
+        events = finder.expand(pipe.source, call.linkedids)
+        assert {e.linkedid for e in events} == call.linkedids
+        assert [e.id for e in call.cel] == [e.id for e in events]
+        [alone] = finder._with_cdr(pipe.source, [replace(call, cdr=())], ZONE)
+        assert sorted(r.key for r in call.cdr) == sorted(r.key for r in alone.cdr)
+
+
+def count_per_call(monkeypatch) -> list[str]:
+    """The linkedids `expand` is asked about from now on (the per-call way)."""
+    seeds: list[str] = []
+    expand = finder.expand
+
+    def counting(source, linkedids):
+        seeds.extend(sorted(linkedids))
+        return expand(source, linkedids)
+
+    monkeypatch.setattr(finder, "expand", counting)
+    return seeds
+
+
+@pytest.fixture
+def streamed(cel_pipe, monkeypatch):
+    """Backfill with tiny cel chunks, recording which calls took the per-call way."""
+    monkeypatch.setattr(finder, "HISTORY_EVENTS", 3)  # every call is cut by chunk ends
+    cel_pipe.per_call = count_per_call(monkeypatch)
+    return cel_pipe
+
+
+def test_backfill_stream_calls_cut_by_chunk_ends(pbx_db, streamed):
+    lead = Call(NOW - 3 * 86400).add(pbx_db)  # the range starts here: 2 h of per-call margin
+    calls = [Call(NOW - 2 * 86400 + 50 * i, duration=40).add(pbx_db) for i in range(6)]
+    for call in calls[::2]:  # a second cdr leg (the phone's), written at the call's end
+        call.cdr(pbx_db, uniqueid=call.phone, offset=3)
+    streamed.backfill(local(NOW - 3 * 86400 - 60), None, NOW, batch_calls=2)
+    assert streamed.sent == [lead.linkedid] + [c.linkedid for c in calls]
+    assert streamed.per_call == [lead.linkedid]  # only the call at the start of the range
+    assert [len(c.cdr) for c in streamed.found[1:]] == [2, 1, 2, 1, 2, 1]
+    same_as_per_call(streamed, streamed.found)
+    assert all(c.closed_by is ClosedBy.HISTORY for c in streamed.found)
+
+
+def test_backfill_stream_transfer_joins_linkedids_across_chunks(pbx_db, streamed):
+    Call(NOW - 3 * 86400).add(pbx_db)
+    t = NOW - 2 * 86400
+    a = Call(t, duration=30)
+    a.add(pbx_db)  # a ends (LINKEDID_END) ...
+    b_lid, c_lid = f"{int(t + 20)}.700", f"{int(t + 25)}.701"
+    pbx_db.insert_cel([  # ... and its phone shows up in b a moment later (a pickup)
+        {"eventtype": "CHAN_START", "eventtime": local(t + 20), "uniqueid": b_lid,
+         "linkedid": b_lid},
+        {"eventtype": "BRIDGE_ENTER", "eventtime": local(t + 40), "uniqueid": a.phone,
+         "linkedid": b_lid},
+        {"eventtype": "CHAN_START", "eventtime": local(t + 25), "uniqueid": c_lid,
+         "linkedid": c_lid},
+        {"eventtype": "ATTENDEDTRANSFER", "eventtime": local(t + 45), "uniqueid": c_lid,
+         "linkedid": c_lid, "extra": f'{{"transferee_channel_uniqueid":"{b_lid}"}}'},
+        {"eventtype": "LINKEDID_END", "eventtime": local(t + 50), "uniqueid": b_lid,
+         "linkedid": b_lid},
+        {"eventtype": "LINKEDID_END", "eventtime": local(t + 55), "uniqueid": c_lid,
+         "linkedid": c_lid}])
+    later = Call(t + 600).add(pbx_db)
+    streamed.backfill(local(NOW - 3 * 86400 - 60), None, NOW, batch_calls=1)
+    joined = [c for c in streamed.found if a.linkedid in c.linkedids]
+    assert len(joined) == 1 and joined[0].linkedids == {a.linkedid, b_lid, c_lid}
+    assert joined[0].callid == a.linkedid and len(joined[0].cel) == 11
+    assert later.linkedid in streamed.sent and len(streamed.sent) == 3
+    assert a.linkedid not in streamed.per_call
+    same_as_per_call(streamed, streamed.found)
+
+
+def test_backfill_stream_calls_straddling_both_bounds(pbx_db, streamed):
+    before = Call(NOW - 2 * 86400 - 100, duration=200).add(pbx_db)  # starts before `since`
+    inside = [Call(NOW - 86400 - 7200 + 600 * i).add(pbx_db) for i in range(3)]
+    after = Call(NOW - 86400 - 30, duration=200).add(pbx_db)  # ends after `until`
+    streamed.backfill(local(NOW - 2 * 86400), local(NOW - 86400), NOW, batch_calls=2)
+    assert streamed.sent == [before.linkedid] + [c.linkedid for c in inside]
+    same_as_per_call(streamed, streamed.found)
+    assert len(streamed.found[0].cel) == 5  # its events before `since` too
+    assert after.linkedid not in streamed.sent
+    assert streamed.sync(NOW) == []  # the live sync's range starts later
+    streamed.backfill(local(NOW - 86400), None, NOW, batch_calls=2)
+    assert streamed.sent[-1] == after.linkedid and len(streamed.sent) == 5
+
+
+def test_backfill_stream_restarts_from_the_cursor_mid_range(pbx_db, streamed):
+    start = NOW - 3 * 86400
+    calls = [Call(start + 1800 * i, duration=20 + 5 * (i % 4)) for i in range(12)]
+    long_call = Call(start + 1800 * 4 + 60, duration=4 * 1800)  # spans the restart point
+    long_call.cdr(pbx_db)
+    for i, call in enumerate(calls):  # cel ids in time order, as the PBX writes them
+        call.add(pbx_db)
+        if i == 4:
+            pbx_db.insert_cel(long_call.cel_rows()[:2])
+        if i == 8:
+            pbx_db.insert_cel(long_call.cel_rows()[2:])
+    since = local(start - 60)
+    streamed.backfill(since, None, NOW, batch_calls=3, stop_after=2)  # killed
+    first = list(streamed.sent)
+    with streamed.store.connect() as conn:
+        cursor = int(progress.read_cursor(conn, finder.history_key(since, None)))
+    assert first == [c.linkedid for c in calls[:6]]
+    long_events = [e.id for e in finder.expand(streamed.source, {long_call.linkedid})]
+    assert long_events[0] < cursor < long_events[-1]  # the restart cuts the long call
+    streamed.found = []
+    streamed.backfill(since, None, NOW + 60, batch_calls=3)  # restarted
+    assert sorted(streamed.sent) == sorted(c.linkedid for c in calls + [long_call])
+    assert len(streamed.sent) == len(set(streamed.sent))
+    [again] = [c for c in streamed.found if c.callid == long_call.linkedid]
+    assert len(again.cel) == 5 and len(again.cdr) == 1
+    same_as_per_call(streamed, streamed.found)
+
+
 # ---- show -------------------------------------------------------------------------------------
 
 def test_rows_for_callid(pbx_db, cel_pipe):
@@ -351,9 +475,14 @@ def test_rows_for_callid(pbx_db, cel_pipe):
 
 # ---- the real corpus ----------------------------------------------------------------------------
 
-def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_path):
+@pytest.mark.parametrize("chunk", [7, 5000])
+def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_path, monkeypatch,
+                                                                  chunk):
     """The 29 calls of a real Asterisk 20 (transfers included) come out as 29 calls whose
-    linkedids are exactly those the truth files list, both in the live sync and in a backfill."""
+    linkedids are exactly those the truth files list, both in the live sync and in a backfill
+    that streams cel in chunks of `chunk` events (no clock slack: the PBX ran in UTC)."""
+    monkeypatch.setattr(finder, "HISTORY_EVENTS", chunk)
+    monkeypatch.setattr(finder, "STREAM_SLACK", 0)
     import json
     from pathlib import Path
 
@@ -378,8 +507,16 @@ def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_pa
     (tmp_path / "h").mkdir()
     history = Pipeline(pbx_db, tmp_path / "h")
     history.cfg = pipe.cfg
+    per_call = count_per_call(monkeypatch)
     history.backfill(datetime(2026, 11, 26), None, end + 7200, batch_calls=5)
+    assert per_call == []  # every call came whole out of the stream
     assert sorted(history.sent) == sorted(pipe.sent)
+    assert len(history.sent) == len(set(history.sent))
+
+    def rows(call):
+        return (call.linkedids, [e.id for e in call.cel], sorted(r.key for r in call.cdr))
+
+    assert {c.callid: rows(c) for c in history.found} == {c.callid: rows(c) for c in got}
     pipe.source.close()
     history.source.close()
 

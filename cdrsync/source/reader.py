@@ -83,6 +83,18 @@ class Source:
         except SQLAlchemyError as exc:
             raise self._fail(exc, what) from None
 
+    def _stream(self, stmt: Any, make: Callable[..., Any], what: str) -> Iterator[Any]:
+        """Rows decoded as they arrive (server-side cursor): memory stays flat however many
+        match. Consume it to the end promptly: the server holds the query open meanwhile."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=self._batch
+                                                ).execute(stmt)
+                for part in result.partitions():
+                    yield from self._decode(part, make)
+        except SQLAlchemyError as exc:
+            raise self._fail(exc, what) from None
+
     def _param_time(self, local: datetime) -> Any:
         """SQLite keeps times as text; compare with text of the same shape."""
         if self.engine.dialect.name == "sqlite":
@@ -146,11 +158,14 @@ class Source:
         cols = [column(c) for c in CEL_FIELDS if c in self.schema.cel_columns]
         return select(*cols).select_from(self._cel)
 
-    def _decode(self, rows: Iterable[Any], make: Callable[..., Any]) -> list[Any]:
+    def _decode(self, rows: Sequence[Any], make: Callable[..., Any]) -> list[Any]:
+        if not rows:
+            return []
+        names = rows[0]._fields  # plain dicts: a Row's mapping view is slow to iterate
         out = []
         for row in rows:
             problems: list[str] = []
-            out.append(make(row._mapping, problems))
+            out.append(make(dict(zip(names, row)), problems))
             for problem in problems:
                 log.debug("row read with a problem: %s", problem)
         return out
@@ -170,6 +185,15 @@ class Source:
                 .where(column("id") > after_id, column("eventtype") == "LINKEDID_END")
                 .order_by(column("id")).limit(limit))
         return [(int(r[0]), str(r[1] or "")) for r in self._all(stmt, "reading LINKEDID_END")]
+
+    def cel_range(self, after_id: int, before_id: int, limit: int) -> Iterator[CelEvent]:
+        """Every cel event with after_id < id < before_id, by id, at most `limit`: a primary-key
+        range scan, streamed (backfill reads the table this way instead of call by call)."""
+        if not self.schema.has_cel:
+            return iter(())
+        stmt = (self._cel_select().where(column("id") > after_id, column("id") < before_id)
+                .order_by(column("id")).limit(limit))
+        return self._stream(stmt, cel_event, "reading cel by id")
 
     def cel_for_linkedids(self, linkedids: Iterable[str]) -> list[CelEvent]:
         """Every cel event of these linkedids, ordered by id (the true event order)."""
@@ -261,12 +285,4 @@ class Source:
         stmt = self._cdr_select().where(column("calldate") >= self._param_time(start_local))
         if end_local is not None:
             stmt = stmt.where(column("calldate") < self._param_time(end_local))
-        stmt = stmt.order_by(column("calldate"))
-        try:
-            with self.engine.connect() as conn:
-                result = conn.execution_options(stream_results=True, yield_per=self._batch
-                                                ).execute(stmt)
-                for part in result.partitions():
-                    yield from self._decode(part, cdr_row)
-        except SQLAlchemyError as exc:
-            raise self._fail(exc, "reading cdr by calldate") from None
+        return self._stream(stmt.order_by(column("calldate")), cdr_row, "reading cdr by calldate")

@@ -119,20 +119,38 @@ def _lower(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in raw.items()}
 
 
-def _decode_row(table: str, names: Iterable[str], time_column: str, raw: Mapping[str, Any],
+_AS_TEXT, _AS_INT, _AS_TIME = 0, 1, 2  # how `_decode_row` reads a column
+
+
+def _plan(names: Iterable[str], time_column: str) -> tuple[tuple[str, int], ...]:
+    return tuple((n, _AS_TIME if n == time_column else _AS_INT if n in _INT_FIELDS else _AS_TEXT)
+                 for n in names)
+
+
+_CDR_PLAN = _plan(CDR_FIELDS, "calldate")
+_CEL_PLAN = _plan(CEL_FIELDS, "eventtime")
+
+
+def _decode_row(table: str, plan: tuple[tuple[str, int], ...], raw: Mapping[str, Any],
                 problems: Optional[list[str]]) -> dict[str, Any]:
     """Column values of one row decoded by kind; an empty `linkedid` becomes the `uniqueid`, so
     such rows (Asterisk 1.8, rows older than FreePBX's linkedid column) never fall together into
-    one giant "call" with linkedid ""."""
+    one giant "call" with linkedid "". The common shapes (str, int, a plausible datetime) skip
+    the general decoders: backfill decodes every row of the tables."""
     data = _lower(raw)
     values: dict[str, Any] = {}
-    for name in names:
-        if name == time_column:
-            values[name] = decode_time(data.get(name), problems, f"{table}.{name}")
-        elif name in _INT_FIELDS:
-            values[name] = decode_int(data.get(name), problems, f"{table}.{name}")
+    for name, kind in plan:
+        value = data.get(name)
+        if kind == _AS_TEXT:
+            values[name] = value.rstrip(" \x00") if type(value) is str else decode_text(value)
+        elif kind == _AS_INT:
+            values[name] = value if type(value) is int else decode_int(
+                value, problems, f"{table}.{name}")
+        elif (type(value) is datetime and value.tzinfo is None
+              and value.year >= _EARLIEST_YEAR):
+            values[name] = value
         else:
-            values[name] = decode_text(data.get(name))
+            values[name] = decode_time(value, problems, f"{table}.{name}")
     if not values["linkedid"]:
         values["linkedid"] = values["uniqueid"]
     return values
@@ -141,9 +159,9 @@ def _decode_row(table: str, names: Iterable[str], time_column: str, raw: Mapping
 def cdr_row(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CdrRow:
     """Build a `CdrRow` from one `cdr` row (column name -> value, any case); missing columns
     take their default."""
-    return CdrRow(**_decode_row("cdr", CDR_FIELDS, "calldate", raw, problems))
+    return CdrRow(**_decode_row("cdr", _CDR_PLAN, raw, problems))
 
 
 def cel_event(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CelEvent:
     """Build a `CelEvent` from one `cel` row (column name -> value, any case)."""
-    return CelEvent(**_decode_row("cel", CEL_FIELDS, "eventtime", raw, problems))
+    return CelEvent(**_decode_row("cel", _CEL_PLAN, raw, problems))
