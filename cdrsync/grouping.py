@@ -98,8 +98,11 @@ def link_linkedids(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent]) -
         if other != linkedid:
             sets.union(other, linkedid)
 
-    for row in cdr_rows:
+    cdr_list = list(cdr_rows)
+    for row in cdr_list:
         see(row.uniqueid, row.linkedid)
+    for a, b in local_pairs(cdr_list):
+        sets.union(a, b)
     for event in cel_events:
         see(event.uniqueid, event.linkedid)
         named.extend((event.linkedid, u) for u in transfer_uniqueids(event))
@@ -107,6 +110,37 @@ def link_linkedids(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent]) -
         if uniqueid in owners:
             sets.union(linkedid, owners[uniqueid])
     return sets
+
+
+def local_pairs(cdr_rows: Iterable[CdrRow], slack: float = 2.0) -> list[tuple[str, str]]:
+    """Linkedid pairs joined by the two halves of a Local channel, for PBXes whose `cdr` has no
+    linkedid column (Asterisk 1.8: rows.py then uses each row's own uniqueid).
+
+    A queue member or a ring group's outside number is dialled as `Local/...;1`; its `;2` half
+    writes rows of its own under another uniqueid. Where linkedid exists Asterisk gives both halves
+    the caller's linkedid; without it, the `;2` rows (linkedid == uniqueid) are joined to the row
+    that dialled `;1` at the same time. Local names are reused, hence the time check."""
+    ones: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    twos: list[CdrRow] = []
+    for row in cdr_rows:
+        if row.calldate is None:
+            continue
+        for channel in (row.channel, row.dstchannel):
+            if channel.startswith("Local/") and channel.endswith(";1"):
+                start = row.calldate.timestamp()
+                ones[channel[:-2]].append((start, start + max(row.duration, 0), row.linkedid))
+        if (row.channel.startswith("Local/") and row.channel.endswith(";2")
+                and row.linkedid == row.uniqueid):
+            twos.append(row)
+    pairs = []
+    for row in twos:
+        at = row.calldate.timestamp()  # type: ignore[union-attr] - filtered above
+        near = [(abs(at - start), linkedid)
+                for start, end, linkedid in ones.get(row.channel[:-2], ())
+                if start - slack <= at <= end + slack and linkedid != row.linkedid]
+        if near:
+            pairs.append((min(near)[1], row.linkedid))
+    return pairs
 
 
 def group_calls(

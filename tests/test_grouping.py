@@ -104,3 +104,26 @@ def test_grouping_is_order_independent(seed, shuffle):
     for call in got:
         assert call.callid == min(call.linkedids, key=linkedid_key)
         assert {lid.split(".")[0] for lid in call.linkedids} == {call.callid.split(".")[0]}
+
+
+def _local_row(when: str, channel: str, dstchannel: str, uniqueid: str, duration: int = 30):
+    from datetime import datetime
+
+    from cdrsync.model import CdrRow
+
+    return CdrRow(calldate=datetime.fromisoformat(when), channel=channel, dstchannel=dstchannel,
+                  duration=duration, uniqueid=uniqueid, linkedid=uniqueid)
+
+
+def test_without_linkedid_the_two_halves_of_a_local_channel_make_one_call():
+    """Asterisk 1.8 queue: the trunk row dials Local/101@from-queue-1a2b;1, the ;2 half rings the
+    phone under its own uniqueid (shape of the mango-nextor 2013 rows)."""
+    trunk = _local_row("2013-07-22 10:00:00", "SIP/trunk-0001", "Local/101@from-queue-1a2b;1",
+                       "1374487200.1", duration=60)
+    member = _local_row("2013-07-22 10:00:05", "Local/101@from-queue-1a2b;2", "SIP/101-0002",
+                        "1374487205.3", duration=40)
+    # the same Local name, reused an hour later by another call, must not join
+    later = _local_row("2013-07-22 11:00:00", "Local/101@from-queue-1a2b;2", "SIP/101-0009",
+                       "1374490800.7")
+    calls = group_calls([later, member, trunk], [])
+    assert [(c.callid, len(c.cdr)) for c in calls] == [("1374487200.1", 2), ("1374490800.7", 1)]
