@@ -1,10 +1,19 @@
 """Draining the outbox to Planfix: in order, rate-limited, retried for as long as an outage lasts.
 
-Delivery guarantee. An entry is marked `sent` in its own transaction right after Planfix answered
-200, never before. A crash (SIGKILL, power cut) between that 200 and the commit therefore repeats
-exactly that one request on the next start — the same stored body, at most one duplicate per crash
-— and loses nothing. SIGTERM/SIGINT (the `stop` event) lets the request in flight finish and be
-committed, so a clean stop repeats nothing.
+Delivery guarantee. One request is in flight at a time, and its entry is marked `sent` (one
+UPDATE, committed) right after Planfix answered 200, never before, and before the next request
+goes. A process crash (SIGKILL, OOM) between that 200 and the commit therefore repeats exactly
+that one request on the next start — the same stored body, at most one duplicate per crash — and
+loses nothing. Those commits skip the fsync (`db.marking_connection`): a power cut or kernel crash
+may also undo the marks of the last moments before it, whose requests are then sent again, with
+the same bodies; still nothing is lost. SIGTERM/SIGINT (the `stop` event) lets the request in
+flight finish and be committed, so a clean stop repeats nothing.
+
+Speed (tests/benchmarks/deliver.py). Due entries are read `BATCH` at a time, with what each waits
+for (`held_by`) and the call's description for the log, on one connection held for the drain; an
+entry held behind an earlier request of its call goes as soon as that one went in the same batch.
+The delivery flags are read once per drain and written only when they change. So a delivered
+request costs one UPDATE and one commit next to its HTTP exchange.
 
 Retries are per entry (exponential back-off with full jitter, capped at `[planfix] backoff_max`,
 without a give-up), so one call Planfix keeps failing never holds newer calls back; when the
@@ -33,9 +42,11 @@ from cdrsync.config import Config
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
 from cdrsync.planfix.requests import MISSED
 from cdrsync.state import ledger
+from cdrsync.state.db import marking_connection
 
 log = logging.getLogger("cdrsync.deliver")
 
+BATCH = 200  # due entries read at once when the rate is not limited
 OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not "this call"
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
 STALLED, UNAUTHORIZED_FLAG = "stalled", "unauthorized"
@@ -84,6 +95,9 @@ class Deliverer:
         self.limiter = RateLimiter(cfg.planfix.rate, clock)
         self._told_unauthorized = False
         self._paused_until = 0.0  # wall time before which a 429's Retry-After asks for quiet
+        # the store's delivery flags, read at the start of each drain (`_load_flags`)
+        self._stall: Optional[tuple[str, float]] = None
+        self._refused = False
 
     def backoff(self, attempts: int, retry_after: Optional[float] = None) -> float:
         """Seconds before attempt `attempts + 1`: full jitter over an exponential, capped."""
@@ -99,60 +113,83 @@ class Deliverer:
         if now() < self._paused_until:
             result.stalled = True
             return result
+        with marking_connection(self.engine) as conn:
+            self._load_flags(conn)
+            in_a_row, last_problem = self._drain(conn, stop, now, max_seconds, result)
+            # A lone failure after successes is that call's problem, not a stall of delivery.
+            if (in_a_row >= OUTAGE_AFTER or self._paused_until > now()
+                    or (in_a_row and not result.sent)):
+                result.stalled = True
+                self._stalled(conn, last_problem, now())
+        return result
+
+    def _drain(self, conn: Connection, stop: threading.Event, now: Callable[[], float],
+               max_seconds: Optional[float], result: DrainResult) -> tuple[int, str]:
+        """The sending loop; returns (retryable failures in a row at the end, the last one)."""
         started = self.clock()
         after_id = 0
         in_a_row = 0
         last_problem = ""
-        while not stop.is_set():
-            if max_seconds is not None and self.clock() - started >= max_seconds:
-                break
-            with ledger.transaction(self.engine) as conn:
-                batch = ledger.due(conn, now(), limit=1, after_id=after_id)
+        # about a second of work per read: a batch read long before its turn could be stale
+        rate = self.cfg.planfix.rate
+        limit = BATCH if rate <= 0 else max(1, min(BATCH, int(rate)))
+        while True:
+            with ledger.transaction(conn):
+                batch = ledger.due(conn, now(), limit=limit, after_id=after_id,
+                                   include_held=True)
             if not batch:
-                break
-            entry = batch[0]
-            after_id = entry.id
-            if self._held_back(entry, now()):
-                result.skipped += 1
-                continue
-            self.limiter.wait(stop.wait)
-            if stop.is_set():
-                break
-            outcome = self.client.send(entry.request())
-            if outcome.kind == OK:
-                self._sent(entry, now())
-                result.sent += 1
-                in_a_row = 0
-            elif outcome.kind == UNAUTHORIZED:
-                self._unauthorized(outcome, now())
-                result.unauthorized = True
-                break
-            elif outcome.kind == REJECT:
-                self._rejected(entry, outcome, now())
-                result.failed += 1
-                in_a_row = 0
-            else:
-                self._retry_later(entry, outcome, now())
-                result.retried += 1
-                in_a_row += 1
-                last_problem = outcome.detail
-                if outcome.status == 429:
-                    self._paused_until = now() + self.backoff(1, outcome.retry_after)
-                    break
-                if in_a_row >= OUTAGE_AFTER:
-                    break
-        # A lone failure after successes is that call's problem, not a stall of delivery.
-        if in_a_row >= OUTAGE_AFTER or self._paused_until > now() or (in_a_row and not result.sent):
-            result.stalled = True
-            self._stalled(last_problem, now())
-        return result
+                return in_a_row, last_problem
+            went: set[int] = set()  # ids sent from this batch: what held entries wait for
+            for entry in batch:
+                if stop.is_set() or (max_seconds is not None
+                                     and self.clock() - started >= max_seconds):
+                    return in_a_row, last_problem
+                after_id = entry.id
+                if entry.held_by is not None and entry.held_by not in went:
+                    continue
+                if self._held_back(conn, entry, now()):
+                    result.skipped += 1
+                    continue
+                self.limiter.wait(stop.wait)
+                if stop.is_set():
+                    return in_a_row, last_problem
+                outcome = self.client.send(entry.request())
+                if outcome.kind == OK:
+                    self._sent(conn, entry, now())
+                    went.add(entry.id)
+                    result.sent += 1
+                    in_a_row = 0
+                elif outcome.kind == UNAUTHORIZED:
+                    self._unauthorized(conn, outcome, now())
+                    result.unauthorized = True
+                    return in_a_row, last_problem
+                elif outcome.kind == REJECT:
+                    self._rejected(conn, entry, outcome, now())
+                    result.failed += 1
+                    in_a_row = 0
+                else:
+                    self._retry_later(conn, entry, outcome, now())
+                    result.retried += 1
+                    in_a_row += 1
+                    last_problem = outcome.detail
+                    if outcome.status == 429:
+                        self._paused_until = now() + self.backoff(1, outcome.retry_after)
+                        return in_a_row, last_problem
+                    if in_a_row >= OUTAGE_AFTER:
+                        return in_a_row, last_problem
 
-    def _held_back(self, entry: ledger.OutboxEntry, at: float) -> bool:
+    def _load_flags(self, conn: Connection) -> None:
+        """Read the delivery conditions once per drain; afterwards only changes are written."""
+        with ledger.transaction(conn):
+            self._stall = ledger.get_flag(conn, STALLED)
+            self._refused = ledger.get_flag(conn, UNAUTHORIZED_FLAG) is not None
+
+    def _held_back(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> bool:
         """Drop a missed-call notice that the callback window made pointless."""
         window = self.cfg.missed.callback_window
         if entry.target != MISSED or window <= 0:
             return False
-        with ledger.transaction(self.engine) as conn:
+        with ledger.transaction(conn):
             reason = missed.superseded(conn, entry.callid, window)
             if reason:
                 ledger.mark_skipped(conn, entry.id, reason, at)
@@ -160,63 +197,69 @@ class Deliverer:
             log.info("missed-call notice %s not sent: %s", entry.key, reason)
         return bool(reason)
 
-    def _sent(self, entry: ledger.OutboxEntry, at: float) -> None:
-        with ledger.transaction(self.engine) as conn:
+    def _sent(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> None:
+        """Write the 200 down (one UPDATE, one commit), and lower what it proves wrong."""
+        stall, refused = self._stall, self._refused
+        with ledger.transaction(conn):
             ledger.mark_sent(conn, entry.id, at)
-            stall = ledger.clear_flag(conn, STALLED)
-            refused = ledger.clear_flag(conn, UNAUTHORIZED_FLAG)
-            described = self._describe(conn, entry)
+            if stall is not None:
+                ledger.clear_flag(conn, STALLED)
+            if refused:
+                ledger.clear_flag(conn, UNAUTHORIZED_FLAG)
+        self._stall, self._refused = None, False
         if stall is not None:
             log.info("Planfix delivery recovered after %s", _duration(at - stall[1]))
-        if refused is not None or self._told_unauthorized:
+        if refused or self._told_unauthorized:
             self._told_unauthorized = False
             log.info("Planfix accepts the token again; delivery resumed")
         if entry.kind == "completed":
-            log.info("delivered %s", described)
+            log.info("delivered %s", _describe(entry))
         else:
-            log.debug("delivered %s (%s)", entry.key, described)
+            log.debug("delivered %s (%s)", entry.key, _describe(entry))
 
-    def _rejected(self, entry: ledger.OutboxEntry, outcome: Outcome, at: float) -> None:
-        with ledger.transaction(self.engine) as conn:
+    def _rejected(self, conn: Connection, entry: ledger.OutboxEntry, outcome: Outcome,
+                  at: float) -> None:
+        with ledger.transaction(conn):
             ledger.mark_failed(conn, entry.id, outcome.detail, at)
-            described = self._describe(conn, entry)
         log.warning("Planfix refused %s %s: %s; parked as failed (cdrsync retry %s / skip %s)",
-                    entry.kind, described, outcome.detail, entry.callid, entry.callid)
+                    entry.kind, _describe(entry), outcome.detail, entry.callid, entry.callid)
 
-    def _retry_later(self, entry: ledger.OutboxEntry, outcome: Outcome, at: float) -> None:
+    def _retry_later(self, conn: Connection, entry: ledger.OutboxEntry, outcome: Outcome,
+                     at: float) -> None:
         attempts = entry.attempts + 1
         delay = self.backoff(attempts, outcome.retry_after)
-        with ledger.transaction(self.engine) as conn:
+        with ledger.transaction(conn):
             ledger.mark_retry(conn, entry.id, attempts, at + delay, outcome.detail, at)
         log.debug("%s not delivered (%s); attempt %d, next in %.1fs",
                   entry.key, outcome.detail, attempts, delay)
 
-    def _unauthorized(self, outcome: Outcome, at: float) -> None:
-        with ledger.transaction(self.engine) as conn:
-            first = ledger.get_flag(conn, UNAUTHORIZED_FLAG) is None
+    def _unauthorized(self, conn: Connection, outcome: Outcome, at: float) -> None:
+        first = not self._refused
+        with ledger.transaction(conn):
             ledger.set_flag(conn, UNAUTHORIZED_FLAG, outcome.detail, at)
             queued = ledger.undelivered(conn)
+        self._refused = True
         if first or not self._told_unauthorized:
             self._told_unauthorized = True
             log.error("Planfix rejected the token (%s): check [planfix] token; "
                       "%d requests kept queued", outcome.status, queued)
 
-    def _stalled(self, reason: str, at: float) -> None:
-        with ledger.transaction(self.engine) as conn:
-            first = ledger.get_flag(conn, STALLED) is None
+    def _stalled(self, conn: Connection, reason: str, at: float) -> None:
+        first = self._stall is None
+        with ledger.transaction(conn):
             ledger.set_flag(conn, STALLED, reason, at)
             queued = ledger.undelivered(conn)
         if first:
+            self._stall = (reason, at)
             log.warning("Planfix delivery stalled: %s; %d requests queued, retrying with back-off",
                         reason, queued)
 
-    @staticmethod
-    def _describe(conn: Connection, entry: ledger.OutboxEntry) -> str:
-        known = ledger.call_fields(conn, entry.callid)
-        if known is None:
-            return entry.callid
-        direction, status, ext = known
-        return f"{entry.callid} {direction} {status} ext {ext or '-'}"
+
+def _describe(entry: ledger.OutboxEntry) -> str:
+    if entry.call is None:
+        return entry.callid
+    direction, status, ext = entry.call
+    return f"{entry.callid} {direction} {status} ext {ext or '-'}"
 
 
 def _duration(seconds: float) -> str:

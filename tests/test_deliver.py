@@ -15,7 +15,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
+from cdrsync import deliver
 from cdrsync.deliver import OUTAGE_AFTER, Deliverer, RateLimiter
 from cdrsync.model import Status
 from cdrsync.planfix.client import PlanfixClient
@@ -131,6 +133,50 @@ def test_every_call_once_and_completed_before_its_record(planfix, store):  # noq
         assert order.index(("event", callid)) < order.index(("record", callid))
     with store.connect() as conn:
         assert ledger.stats(conn)["sent"] == 16 and ledger.undelivered(conn) == 0
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 200])
+def test_a_call_goes_whole_in_one_drain_whatever_the_batch_boundaries(
+        planfix, store, monkeypatch, batch):  # noqa: F811
+    monkeypatch.setattr(deliver, "BATCH", batch)
+    cfg = _cfg(planfix, ring_group_cancelled=True)
+    ids = _callids(5)
+    _queue(store, cfg, ids, with_record=True, rung=("101", "102", "103"))
+    result = Deliverer(store, PlanfixClient(cfg.planfix), cfg).drain(threading.Event(),
+                                                                     now=Clock())
+    assert (result.sent, result.stalled) == (20, False)  # COMPLETED, 2 Cancelled, record each
+    order = [(r.fields.get("status", r.cmd), r.callid) for r in planfix.received(None)]
+    for callid in ids:
+        assert order.index(("Success", callid)) < order.index(("Cancelled", callid))
+        assert order.index(("Success", callid)) < order.index(("record", callid))
+    assert len(planfix.received("event", status=200)) == 15
+
+
+def test_a_sent_request_costs_one_statement_and_other_connections_stay_durable(
+        planfix, store):  # noqa: F811
+    cfg = _cfg(planfix)
+    _queue(store, cfg, _callids(300))
+    statements: list[str] = []
+    event.listen(store, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_rest: statements.append(sql))
+    synchronous = []
+    client = PlanfixClient(cfg.planfix)
+    send = client.send
+
+    def send_and_look(request):  # what another connection of the pool gets meanwhile
+        if not synchronous:
+            with store.connect() as other:
+                synchronous.append(other.exec_driver_sql("PRAGMA synchronous").scalar())
+        return send(request)
+
+    client.send = send_and_look  # type: ignore[method-assign]
+    assert Deliverer(store, client, cfg).drain(threading.Event(), now=Clock()).sent == 300
+    assert sum(sql.startswith("UPDATE outbox") for sql in statements) == 300
+    assert len(statements) < 300 * 1.1  # no flag or description queries per request
+    assert "PRAGMA synchronous=NORMAL" in statements  # the marks commit without an fsync ...
+    assert synchronous == [2]  # ... while every other connection stays FULL,
+    with store.connect() as one, store.connect() as two:  # and so does the pool afterwards
+        assert [c.exec_driver_sql("PRAGMA synchronous").scalar() for c in (one, two)] == [2, 2]
 
 
 def test_planfix_down_for_hours_then_back(planfix, store, deliver_log):  # noqa: F811

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from sqlalchemy import event, select
 
@@ -80,6 +82,36 @@ def test_due_keeps_the_order_of_a_call_and_holds_back_what_must_wait(store):
         ledger.mark_sent(conn, first.id, T0)
         assert [e.key for e in ledger.due(conn, T0)] == ["1.1|cancelled|102", "2.1|completed"]
         assert [e.key for e in ledger.due(conn, T0, after_id=first.id + 1)] == ["2.1|completed"]
+
+
+def test_due_with_held_entries_names_what_each_waits_for_and_describes_the_call(store):
+    _record(store, make_call("1.1", rung=("101", "102", "103")))  # COMPLETED + 2 Cancelled
+    with ledger.transaction(store) as conn:
+        ledger.add_requests(conn, [record_request("1.1", "https://pbx/r/1"),
+                                   record_request("9.9", "https://pbx/r/9")], now=T0)
+        entries = ledger.due(conn, T0, include_held=True)
+    assert [e.key for e in entries] == ["1.1|completed", "1.1|cancelled|102",
+                                        "1.1|cancelled|103", "1.1|record", "9.9|record"]
+    ids = [e.id for e in entries]
+    # each waits for the latest earlier undelivered API entry of its call, not the first
+    assert [e.held_by for e in entries] == [None, ids[0], ids[1], ids[2], None]
+    assert entries[0].call == ("inbound", "Success", "101")
+    assert entries[4].call is None  # no call recorded under that callid
+    with ledger.transaction(store) as conn:
+        assert [e.key for e in ledger.due(conn, T0, limit=2, include_held=True)] == [
+            "1.1|completed", "1.1|cancelled|102"]
+
+
+def test_an_old_store_gets_the_indexes_added_since(tmp_path):
+    path = tmp_path / "state.db"
+    open_store(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP INDEX ix_outbox_state_id")
+    open_store(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as raw:
+        plan = raw.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state = 'pending' "
+                           "AND id > 5 ORDER BY id LIMIT 10").fetchall()
+    assert "ix_outbox_state_id" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
 def test_a_failed_completed_holds_its_record_but_not_other_calls(store):

@@ -2,16 +2,21 @@
 
 Each part of cdrsync declares its tables on `metadata` in its own module; `open_store` creates
 them. SQLite (the default) runs in WAL mode with synchronous=FULL so that a committed transaction
-survives a power cut.
+survives a power cut — with one exception, `marking_connection`: the connection that writes down
+Planfix's answers commits with synchronous=NORMAL (no fsync of its own). Its commits survive a
+killed process but a power cut may undo the last of them, so requests marked sent in the last
+moments before the cut are sent again (same bodies); a recorded call is never lost.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -63,6 +68,38 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+@contextmanager
+def marking_connection(engine: Engine) -> Iterator[Connection]:
+    """One connection for a whole drain of the outbox, committing without waiting for the disk.
+
+    With SQLite it runs synchronous=NORMAL: in WAL mode a commit then reaches the WAL file (the OS
+    cache) but is not fsynced, so SIGKILL loses none of it, while a power cut or kernel crash may
+    roll back the last commits made here — never corrupt the store. Only the deliverer's marks go
+    through it (sent / retry / failed, the stall flags): a mark undone means a request is sent
+    again with its stored body, never a lost call. Calls and cursors keep committing FULL through
+    other connections, and each such fsync of the WAL also makes the earlier marks durable.
+    Measured here: 190 us per FULL commit against 16 us (tests/benchmarks/deliver.py).
+    """
+    with engine.connect() as conn:
+        relaxed = conn.dialect.name == "sqlite"
+        if relaxed:
+            _synchronous(conn, "NORMAL")
+        try:
+            yield conn
+        finally:
+            if relaxed:  # back to FULL before the pool hands the connection to anyone else
+                try:
+                    conn.rollback()
+                    _synchronous(conn, "FULL")
+                except SQLAlchemyError:
+                    conn.invalidate()
+
+
+def _synchronous(conn: Connection, level: str) -> None:
+    conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+    conn.commit()
 
 
 def describe(exc: BaseException) -> str:

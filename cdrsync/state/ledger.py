@@ -10,7 +10,8 @@ Times: `created_at`, `next_try`, `last_try`, `sent_at`, `since` are epoch second
 test can drive them with a fake clock); `start_utc`/`end_utc` are naive UTC datetimes.
 
 Every function takes a `Connection` inside the caller's transaction; `transaction(engine)` opens
-one that turns "read-only database" / "disk full" into a one-line `StoreError`.
+one that turns "read-only database" / "disk full" into a one-line `StoreError` (also on a
+`Connection` the caller holds, as the deliverer does for a whole drain).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    exists,
+    bindparam,
+    event,
     func,
     insert,
     select,
@@ -88,6 +90,9 @@ outbox = Table(
     Column("last_try", Float, nullable=True),
     Column("sent_at", Float, nullable=True),
     Index("ix_outbox_state_next", "state", "next_try"),
+    # `due` walks the pending entries in id order from `after_id`: without this index SQLite
+    # gathers and sorts every pending entry for each batch.
+    Index("ix_outbox_state_id", "state", "id"),
 )
 
 # Delivery conditions that outlive one process (so a cron `sync` logs a stall once, not each run).
@@ -97,6 +102,13 @@ delivery_flags = Table(
     Column("value", Text, nullable=False),
     Column("since", Float, nullable=False),
 )
+
+
+@event.listens_for(metadata, "after_create")
+def _add_new_indexes(_target: Any, conn: Connection, **_kw: Any) -> None:
+    """Create indexes added since a store was made: `create_all` skips tables that exist."""
+    for index in outbox.indexes:
+        index.create(conn, checkfirst=True)
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,10 @@ class OutboxEntry:
     next_try: float
     last_error: Optional[str]
     created_at: float
+    # from `due(..., include_held=True)`: the latest earlier undelivered Planfix-API entry of the
+    # same call (None: nothing holds this one back), and the call's (direction, status, ext)
+    held_by: Optional[int] = None
+    call: Optional[tuple[str, str, str]] = None
 
     @property
     def kind(self) -> str:
@@ -123,11 +139,16 @@ class OutboxEntry:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """`engine.begin()` whose storage failures (read-only file, full disk) become `StoreError`."""
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """`begin()` on an engine or a held connection, whose storage failures (read-only file, full
+    disk) become `StoreError`."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        if isinstance(bind, Connection):
+            with bind.begin():
+                yield bind
+        else:
+            with bind.begin() as conn:
+                yield conn
     except OperationalError as exc:
         raise store_error(exc) from None
 
@@ -240,26 +261,36 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
 
 
 def _entry(row: Any) -> OutboxEntry:
+    call = None if row.direction is None else (row.direction, row.status, row.ext)
     return OutboxEntry(id=row.id, key=row.key, callid=row.callid, target=row.target,
                        fields=json.loads(row.body), state=row.state, attempts=row.attempts,
-                       next_try=row.next_try, last_error=row.last_error, created_at=row.created_at)
+                       next_try=row.next_try, last_error=row.last_error, created_at=row.created_at,
+                       held_by=row.held_by, call=call)
 
 
-def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0) -> list[OutboxEntry]:
+def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
+        include_held: bool = False) -> list[OutboxEntry]:
     """Pending entries whose time has come, oldest first, from `after_id` on.
 
     Within a call the order of queuing is kept: an entry waits while an earlier Planfix-API entry
     of the same call is undelivered (pending or failed), so `COMPLETED` precedes its `record` and
-    `Cancelled`; a missed-call notice never holds anything back.
+    `Cancelled`; a missed-call notice never holds anything back. Such entries are left out, or,
+    with `include_held`, returned with `held_by` set to the latest entry they wait for — so the
+    deliverer can send a whole batch in one read: a held entry goes once its `held_by` went.
     """
     earlier = outbox.alias("earlier")
-    blocked = exists().where(earlier.c.callid == outbox.c.callid, earlier.c.id < outbox.c.id,
-                             earlier.c.target == "api", earlier.c.state.in_((PENDING, FAILED)))
-    rows = conn.execute(
-        select(outbox).where(outbox.c.state == PENDING, outbox.c.next_try <= now,
-                             outbox.c.id > after_id, ~blocked)
-        .order_by(outbox.c.id).limit(limit))
-    return [_entry(r) for r in rows]
+    held_by = (select(func.max(earlier.c.id))
+               .where(earlier.c.callid == outbox.c.callid, earlier.c.id < outbox.c.id,
+                      earlier.c.target == "api", earlier.c.state.in_((PENDING, FAILED)))
+               .scalar_subquery())
+    query = (select(outbox, held_by.label("held_by"), calls.c.direction, calls.c.status,
+                    calls.c.ext)
+             .select_from(outbox.outerjoin(calls, calls.c.callid == outbox.c.callid))
+             .where(outbox.c.state == PENDING, outbox.c.next_try <= now, outbox.c.id > after_id)
+             .order_by(outbox.c.id).limit(limit))
+    if not include_held:
+        query = query.where(held_by.is_(None))
+    return [_entry(r) for r in conn.execute(query)]
 
 
 def _set(conn: Connection, where: Any, **values: Any) -> int:
@@ -269,9 +300,17 @@ def _set(conn: Connection, where: Any, **values: Any) -> int:
         raise store_error(exc) from None
 
 
+_at = bindparam("at")
+# Built once: it runs for every request delivered, and building it costs more than running it.
+_MARK_SENT = (update(outbox).where(outbox.c.id == bindparam("entry_id"))
+              .values(state=SENT, sent_at=_at, last_try=_at, attempts=outbox.c.attempts + 1))
+
+
 def mark_sent(conn: Connection, entry_id: int, now: float) -> None:
-    _set(conn, outbox.c.id == entry_id, state=SENT, sent_at=now, last_try=now,
-         attempts=outbox.c.attempts + 1)
+    try:
+        conn.execute(_MARK_SENT, {"entry_id": entry_id, "at": now})
+    except OperationalError as exc:
+        raise store_error(exc) from None
 
 
 def mark_retry(conn: Connection, entry_id: int, attempts: int, next_try: float, error: str,
@@ -360,13 +399,6 @@ def summary(conn: Connection, callid: str) -> Optional[dict[str, Any]]:
                       "attempts": e.attempts, "last_error": e.last_error, "sent_at": e.sent_at,
                       "body": json.loads(e.body)} for e in entries],
     }
-
-
-def call_fields(conn: Connection, callid: str) -> Optional[tuple[str, str, str]]:
-    """(direction, status, ext) of a recorded call, for one-line delivery logs."""
-    row = conn.execute(select(calls.c.direction, calls.c.status, calls.c.ext)
-                       .where(calls.c.callid == callid)).first()
-    return None if row is None else (row.direction, row.status, row.ext)
 
 
 def get_flag(conn: Connection, name: str) -> Optional[tuple[str, float]]:
