@@ -101,7 +101,7 @@ class Pipeline:
         result = PassResult()
         sent = 0
         for discovery in finder.find_history(self.source, self.store, self.cfg, since, until, now,
-                                             self._handled):
+                                             self._handled, batch_calls=self.cfg.source.batch):
             if self.stop.is_set():
                 break
             result.found += len(discovery.calls)

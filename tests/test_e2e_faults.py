@@ -145,3 +145,31 @@ def test_a_full_disk_stops_cdrsync_with_a_clear_line_and_loses_nothing(pbx_db, p
     assert set(got) == external(calls)
     # a request Planfix took just before its "sent" mark hit the full disk may come once more
     assert sum(n - 1 for n in got.values()) <= 1
+
+
+def test_mariadb_going_away_in_the_middle_of_a_backfill(mariadb_restartable, planfix, tmp_path):
+    """The backfill stops with one line; started again it continues, and each call arrives once."""
+    from datetime import timedelta
+
+    from tests.e2e import make_config
+    from tests.test_e2e_sync import assert_at_most_inflight_repeats, utc_now
+
+    pbx_db = mariadb_restartable
+    since = utc_now() - timedelta(days=5)
+    # more CEL events than the backfill reads in one chunk, so it must come back for more
+    calls = list(synth.generate(700, since, seed=25, mean_gap=600))
+    synth.insert(pbx_db.admin, calls)
+    cfg = make_config(tmp_path, pbx_db.ro_url, planfix, planfix={"rate": 100},
+                      source={"batch": 20})
+    proc = start_cdrsync(cfg, "backfill", "--since", since.date().isoformat())
+    assert planfix.wait_for(lambda s: len(s.received("event")) >= 20, timeout=30)
+    stop_mariadb()
+    _out, err = proc.communicate(timeout=60)
+    start_mariadb()
+    assert proc.returncode == 1, err
+    assert "PBX database" in err and "Traceback" not in err
+    assert len(planfix.received("event")) < len(external(calls))
+
+    cdrsync(make_config(tmp_path, pbx_db.ro_url, planfix), "backfill", "--since",
+            since.date().isoformat(), check=True)
+    assert_at_most_inflight_repeats(planfix, calls, kills=0)
