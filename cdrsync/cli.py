@@ -176,7 +176,7 @@ def _timed_pass(pipeline, kind: str, work):
     except SourceError as exc:
         result = PassResult(error=str(exc))
         log.error("pass failed, PBX database: %s; the next pass tries again", exc)
-    sent = result.drain.sent if result.drain else 0
+    sent = result.sent
     error = f", error: {result.error}" if result.error else ""
     if pipeline.dry_run:
         log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d skipped; "

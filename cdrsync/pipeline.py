@@ -48,6 +48,7 @@ class Prepared:
 class PassResult:
     found: int = 0
     recorded: int = 0
+    sent: int = 0
     printed: int = 0  # --dry-run: requests printed instead of sent
     skipped: list[str] = field(default_factory=list)
     drain: Optional[DrainResult] = None
@@ -86,6 +87,7 @@ class Pipeline:
         if not self.dry_run:
             self._late_recordings(now)
             result.drain = self.deliverer.drain(self.stop, max_seconds=drain_seconds)
+            result.sent = result.drain.sent
         return result
 
     # ---- history ----------------------------------------------------------------------------
@@ -99,7 +101,6 @@ class Pipeline:
         """
         now = time.time() if now is None else now
         result = PassResult()
-        sent = 0
         for discovery in finder.find_history(self.source, self.store, self.cfg, since, until, now,
                                              self._handled, batch_calls=self.cfg.source.batch):
             if self.stop.is_set():
@@ -108,15 +109,16 @@ class Pipeline:
             self._remember(discovery, "backfill", notify_missed=notify_missed, now=now,
                            result=result)
             if not self.dry_run:
-                drained = self.deliverer.drain(self.stop)
-                sent += drained.sent
-                result.drain = drained
-                if drained.unauthorized:
+                result.drain = self.deliverer.drain(self.stop)
+                result.sent += result.drain.sent
+                if result.drain.unauthorized:
                     break
             if progress:
-                progress(result.found, sent, discovery.progress)
-        if not self.dry_run and not self.stop.is_set():
+                progress(result.found, result.sent, discovery.progress)
+        if not self.dry_run and not self.stop.is_set() and not (
+                result.drain and result.drain.unauthorized):
             result.drain = self.deliverer.drain(self.stop)
+            result.sent += result.drain.sent
         return result
 
     # ---- the parts ------------------------------------------------------------------------
@@ -134,8 +136,9 @@ class Pipeline:
                     result.printed += 1
             return
         with ledger.transaction(self.store) as conn:
+            ledger.record_calls(conn, [(item.call, item.linkedids, item.requests)
+                                       for item in prepared], origin)
             for item in prepared:
-                ledger.record_call(conn, item.call, item.linkedids, item.requests, origin)
                 if item.await_recording:
                     late.remember(conn, item.call, now + self.cfg.recordings.late_window)
             discovery.commit(conn)

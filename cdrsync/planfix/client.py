@@ -14,6 +14,7 @@ How answers are sorted (`Outcome.kind`):
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -47,9 +48,14 @@ class PlanfixClient:
         self.cfg = cfg
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = f"cdrsync/{__version__}"
+        # requests re-reads the environment (proxies, CA bundle, ~/.netrc) on every request,
+        # a third of a loopback request's cost; read it once here instead.
+        self.session.trust_env = False
+        self._proxies = {url: requests.utils.get_environ_proxies(url)
+                         for url in (cfg.url, cfg.missed_url) if url}
         # A private CA is trusted through a bundle; verification itself is never switched off.
-        # Passed with each request: a Session-level `verify` loses to $REQUESTS_CA_BUNDLE.
-        self.verify: str | bool = cfg.ca_bundle or True
+        self.verify: str | bool = (cfg.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE")
+                                   or os.environ.get("CURL_CA_BUNDLE") or True)
 
     def close(self) -> None:
         self.session.close()
@@ -86,6 +92,7 @@ class PlanfixClient:
     def _exchange(self, url: str, **payload: object) -> tuple[Outcome, str]:
         try:
             resp = self.session.post(url, timeout=self.cfg.timeout, verify=self.verify,
+                                     proxies=self._proxies.get(url) or None,
                                      allow_redirects=False, **payload)  # type: ignore[arg-type]
         except requests.Timeout:
             return Outcome(RETRY, f"no answer within {self.cfg.timeout:g}s", connection=True), ""

@@ -205,32 +205,50 @@ def call_summary(call: Call) -> dict[str, Any]:
 
 def record_call(conn: Connection, call: Call, linkedids: Iterable[str],
                 requests: Iterable[Request], origin: str, now: Optional[float] = None) -> bool:
-    """Record a handled call, its linkedids and the requests it will send.
+    """Record one handled call (see `record_calls`); returns whether the call was new."""
+    return bool(record_calls(conn, [(call, linkedids, requests)], origin, now))
+
+
+def record_calls(conn: Connection,
+                 items: Iterable[tuple[Call, Iterable[str], Iterable[Request]]],
+                 origin: str, now: Optional[float] = None) -> list[str]:
+    """Record handled calls, their linkedids and the requests they will send, in a few
+    statements for the whole batch (a backfill records hundreds at a time).
 
     Idempotent: a call recorded before keeps its first record and queues nothing new (only
-    linkedids not yet known are added); returns whether the call was new.
+    linkedids not yet known are added); returns the callids that were new.
     """
     if origin not in ORIGINS:
         raise ValueError(f"origin must be one of {ORIGINS}")
     now = time.time() if now is None else now
+    batch = {call.callid: (call, set(linkedids) | {call.callid}, list(requests))
+             for call, linkedids, requests in items}
     try:
-        known = conn.execute(select(calls.c.callid).where(calls.c.callid == call.callid)).first()
-        if known is None:
-            conn.execute(insert(calls).values(
-                callid=call.callid, direction=call.direction.value, status=call.status.value,
-                ext=call.ext, phone=call.phone or call.phone_raw,
-                start_utc=_naive_utc(call.start), end_utc=_naive_utc(call.end), origin=origin,
-                summary=json.dumps(call_summary(call), ensure_ascii=False), created_at=now))
-        ids = set(linkedids) | {call.callid}
-        new_ids = ids - handled_linkedids(conn, ids)
-        if new_ids:
-            conn.execute(insert(call_linkedids),
-                         [{"linkedid": lid, "callid": call.callid} for lid in sorted(new_ids)])
-        if known is None:
-            add_requests(conn, requests, now)
+        known: set[str] = set()
+        for chunk in _chunks(sorted(batch)):
+            known.update(r[0] for r in conn.execute(
+                select(calls.c.callid).where(calls.c.callid.in_(chunk))))
+        new = [callid for callid in batch if callid not in known]
+        if new:
+            conn.execute(insert(calls), [_call_row(batch[callid][0], origin, now)
+                                         for callid in new])
+        owner = {lid: callid for callid, (_c, ids, _r) in batch.items() for lid in ids}
+        fresh = set(owner) - handled_linkedids(conn, owner)
+        if fresh:
+            conn.execute(insert(call_linkedids), [{"linkedid": lid, "callid": owner[lid]}
+                                                  for lid in sorted(fresh)])
+        add_requests(conn, [r for callid in new for r in batch[callid][2]], now)
     except OperationalError as exc:
         raise store_error(exc) from None
-    return known is None
+    return new
+
+
+def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
+    return {"callid": call.callid, "direction": call.direction.value,
+            "status": call.status.value, "ext": call.ext, "phone": call.phone or call.phone_raw,
+            "start_utc": _naive_utc(call.start), "end_utc": _naive_utc(call.end),
+            "origin": origin, "summary": json.dumps(call_summary(call), ensure_ascii=False),
+            "created_at": now}
 
 
 def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[float] = None) -> int:
