@@ -33,6 +33,8 @@ from .state.db import open_store
 
 log = logging.getLogger("cdrsync.pipeline")
 
+LATE_EVERY = 60.0  # s between two looks for recordings that were missing at COMPLETED time
+
 
 @dataclass
 class Prepared:
@@ -69,6 +71,7 @@ class Pipeline:
         self.client = PlanfixClient(cfg.planfix)
         self.deliverer = Deliverer(self.store, self.client, cfg)
         self.zone = cfg.source.zone
+        self._late_checked_at = float("-inf")
 
     def close(self) -> None:
         self.source.close()
@@ -191,9 +194,13 @@ class Pipeline:
         return make_link(relpath, self.cfg.recordings, now)
 
     def _late_recordings(self, now: float) -> None:
-        """Send `cmd=record` once for each call whose file appeared after its COMPLETED."""
-        if not self.cfg.recordings.base_url:
+        """Send `cmd=record` once for each call whose file appeared after its COMPLETED.
+
+        Looked at no more than once a minute: a day of calls whose files never come (a
+        recordings folder not mounted here) must not cost a folder search each per pass."""
+        if not self.cfg.recordings.base_url or now - self._late_checked_at < LATE_EVERY:
             return
+        self._late_checked_at = now
         with ledger.transaction(self.store) as conn:
             for item in late.due(conn, now):
                 found = find_recording(item.call, self.cfg.recordings, self.zone, now)
