@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections import Counter
 
+import pymysql
 import pytest
 
 from tests import synth
@@ -23,6 +24,15 @@ def _port_open() -> bool:
         with socket.create_connection(("127.0.0.1", 3306), timeout=1):
             return True
     except OSError:
+        return False
+
+
+def _answers() -> bool:
+    """The server takes logins again (after a hard stop InnoDB may still be recovering)."""
+    try:
+        pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=2).close()
+        return True
+    except pymysql.MySQLError:
         return False
 
 
@@ -44,7 +54,7 @@ def stop_mariadb() -> None:
 def start_mariadb() -> None:
     subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec",
                     MARIADBD], check=True, capture_output=True)
-    assert _wait(_port_open, 60), "MariaDB did not come back"
+    assert _wait(_answers, 120), "MariaDB did not come back"
 
 
 @pytest.fixture
