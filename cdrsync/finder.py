@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
@@ -46,14 +45,12 @@ from sqlalchemy import Connection, Engine
 
 from cdrsync.config import Config
 from cdrsync.grouping import (
-    CallAssembler,
-    OpenCall,
     group_calls,
     linkedid_epoch,
     linkedid_key,
     transfer_uniqueids,
 )
-from cdrsync.model import CallRows, CdrRow, CelEvent, ClosedBy
+from cdrsync.model import CallRows, CelEvent, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
 
@@ -68,14 +65,6 @@ MAX_BATCHES = 20  # LINKEDID_END batches read per pass; the rest waits for the n
 EXPAND_ROUNDS = 6
 EXPAND_MAX = 1000  # linkedids; a runaway expansion stops here
 START_SLACK = 2 * 3600  # s subtracted from a call's start when bounding cdr lookups (DST, skew)
-HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step
-HISTORY_EVENTS = 5000  # CEL backfill: cel events read per query
-# CEL backfill: stream time a call waits after its last LINKEDID_END before it is emitted, in
-# case a channel of it shows up under a new linkedid (a linkedid change ends the old one first)
-HOLD = timedelta(seconds=60)
-# s: CEL backfill's margin for the PBX's local clock against uniqueid epochs (DST, skew): a call
-# that began less than this after the first event read may have events before it
-STREAM_SLACK = START_SLACK
 # s: a call whose end (by the PBX's clock) is this much older than the settle time is not made to
 # wait again when cdrsync first sees it (first run, catching up after downtime, one-shot --dry-run)
 CLOCK_MARGIN = 60
@@ -102,7 +91,7 @@ def to_epoch(local: datetime, zone: ZoneInfo) -> float:
     return local.replace(tzinfo=zone).timestamp()
 
 
-def _call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
+def call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
     """When the call began (UTC): its oldest linkedid's epoch, else its earliest row."""
     epochs = [e for e in (linkedid_epoch(x) for x in call.linkedids) if e is not None]
     if epochs:
@@ -112,7 +101,7 @@ def _call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
     return to_epoch(min(times), zone) if times else None
 
 
-def _last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
+def last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
     """When the last thing of the call happened (UTC): row end (calldate + duration), event."""
     ends = [to_epoch(r.calldate, zone) + r.duration for r in call.cdr if r.calldate]
     ends += [to_epoch(e.eventtime, zone) for e in call.cel if e.eventtime]
@@ -153,14 +142,14 @@ def expand(source: Source, seeds: Iterable[str]) -> list[CelEvent]:
     return [events[i] for i in sorted(events)]
 
 
-def _with_cdr(source: Source, calls: list[CallRows], zone: ZoneInfo) -> list[CallRows]:
+def with_cdr(source: Source, calls: list[CallRows], zone: ZoneInfo) -> list[CallRows]:
     """The same calls with their cdr rows; regrouped, since a cdr row may join two of them."""
     if not calls:
         return []
     linkedids = set().union(*(c.linkedids for c in calls))
     uniqueids = {e.uniqueid for c in calls for e in c.cel if e.uniqueid}
     uniqueids |= {r.uniqueid for c in calls for r in c.cdr if r.uniqueid}
-    starts = [s for s in (_call_start(c, zone) for c in calls) if s is not None]
+    starts = [s for s in (call_start(c, zone) for c in calls) if s is not None]
     since = to_local(min(starts) - START_SLACK, zone) if starts else None
     rows = source.cdr_for_linkedids(linkedids, uniqueids, since_local=since)
     closed = {lid: c.closed_by for c in calls for lid in c.linkedids}
@@ -173,7 +162,7 @@ def _with_cdr(source: Source, calls: list[CallRows], zone: ZoneInfo) -> list[Cal
     return regrouped
 
 
-def _drop_handled(calls: list[CallRows], handled: Handled) -> tuple[list[CallRows], list[CallRows]]:
+def drop_handled(calls: list[CallRows], handled: Handled) -> tuple[list[CallRows], list[CallRows]]:
     """(calls to emit, calls containing a linkedid the ledger already handled)."""
     if not calls:
         return [], []
@@ -245,7 +234,7 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
     events = expand(source, seeds)
     closed = {e.linkedid for e in events if e.eventtype == "LINKEDID_END"}
     groups = group_calls([], events)
-    fresh, old = _drop_handled(groups, handled)
+    fresh, old = drop_handled(groups, handled)
     for call in old:
         notes.append(f"late rows for call {call.callid} ignored: it was already handled")
         changes.pending_drop |= call.linkedids
@@ -255,7 +244,7 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
         if call.linkedids <= closed:
             # settle counts from the last LINKEDID_END cdrsync saw, not from the first
             completed = max(pending[lid][0] if lid in pending else now for lid in call.linkedids)
-            ended_at = _last_end(call, zone) or now
+            ended_at = last_end(call, zone) or now
             if (now - completed >= cfg.schedule.cel_settle
                     or now - ended_at >= cfg.schedule.cel_settle + CLOCK_MARGIN):
                 ready.append(call)
@@ -263,7 +252,7 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
             else:
                 _keep_pending(changes, call, closed, pending, now, "settle")
             continue
-        last = min(_last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
+        last = min(last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
         if now - last >= cfg.schedule.orphan_after:
             ready.append(replace(call, closed_by=ClosedBy.TIMEOUT))
             changes.pending_drop |= call.linkedids
@@ -273,7 +262,7 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
         else:
             _keep_pending(changes, call, closed, pending, now, "open")
     looked_at = set().union(*(c.linkedids for c in groups)) if groups else set()
-    return _with_cdr(source, ready, zone), looked_at
+    return with_cdr(source, ready, zone), looked_at
 
 
 def _keep_pending(changes: progress.Changes, call: CallRows, closed: set[str],
@@ -292,10 +281,10 @@ def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
     window = max(cfg.source.max_call, cfg.schedule.orphan_after)
     groups = group_calls(source.cdr_window(to_local(now - window, zone)), [], ClosedBy.TIMEOUT)
     groups = [g for g in groups if not (g.linkedids & busy)]
-    fresh, _ = _drop_handled(groups, handled)
+    fresh, _ = drop_handled(groups, handled)
     candidates = []
     for call in fresh:
-        last = _last_end(call, zone)
+        last = last_end(call, zone)
         if last is None or last < horizon:
             continue
         fp = _fingerprint(call)
@@ -312,7 +301,7 @@ def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
         out.append(replace(call, cel=tuple(events)))
         notes.append(f"call {call.callid}: no LINKEDID_END at all (Asterisk restart?); closed "
                      f"after {cfg.schedule.orphan_after} s without new rows")
-    return _with_cdr(source, out, zone)
+    return with_cdr(source, out, zone)
 
 
 def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
@@ -324,10 +313,10 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
     groups = group_calls(source.cdr_window(to_local(window_start, zone)), [], ClosedBy.QUIET)
     covered = []
     for call in groups:
-        start = _call_start(call, zone)
+        start = call_start(call, zone)
         if long_scan or (start is not None and start >= window_start + 2):
             covered.append(call)
-    fresh, old = _drop_handled(covered, handled)
+    fresh, old = drop_handled(covered, handled)
     for call in old:
         fp, seen = _fingerprint(call), quiet.get(call.callid)
         if seen is not None and seen[0] != fp:
@@ -336,7 +325,7 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
             changes.quiet_set[call.callid] = (fp, now)
     out = []
     for call in fresh:
-        last = _last_end(call, zone)
+        last = last_end(call, zone)
         if last is None or last < horizon:
             continue
         fp, seen = _fingerprint(call), quiet.get(call.callid)
@@ -350,273 +339,6 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
     return out
 
 
-# ---- backfill ---------------------------------------------------------------------------------
-
-def history_key(since_local: datetime, until_local: Optional[datetime]) -> str:
-    until = until_local.isoformat(sep=" ") if until_local else "open"
-    return f"history:{since_local.isoformat(sep=' ')}:{until}"
-
-
-def find_history(source: Source, store: Engine, cfg: Config, since_local: datetime,
-                 until_local: Optional[datetime], now: float, handled: Handled,
-                 batch_calls: int = 500) -> Iterator[Discovery]:
-    """Backfill: the calls between two PBX-local times, in steps of about `batch_calls` calls.
-
-    Resumable: the position is a cursor named by (since, until); each Discovery's `commit` moves
-    it, so run it (with the ledger write) before asking for the next Discovery. CEL mode reads
-    `cel` by id range and groups it in memory (`_CelStream`), not call by call; the cursor may
-    stay a little behind calls already emitted (a call whose other linkedids are still open holds
-    it), so a restart can meet a few calls again: the ledger skips them. Calls the ledger
-    already handled (sent by the live sync or an earlier run) are skipped. A call belongs to the
-    range by its end (CEL: its last LINKEDID_END) or start (CDR-only); with no `until`, calls that
-    may still be going on are left to the live sync.
-    """
-    key = history_key(since_local, until_local)
-    with store.connect() as conn:
-        saved = progress.read_cursor(conn, key)
-    if source.schema.cel_mode:
-        yield from _cel_history(source, cfg, key, saved, since_local, until_local, now, handled,
-                                batch_calls)
-    else:
-        yield from _cdr_history(source, cfg, key, saved, since_local, until_local, now, handled,
-                                batch_calls)
-
-
-def _history_discovery(calls: list[CallRows], handled: Handled, key: str, value: str, now: float,
-                       share: float) -> Discovery:
-    fresh, old = _drop_handled(calls, handled)
-    changes = progress.Changes(now=now, cursors={key: value})
-    notes = [f"{len(old)} call(s) already handled, skipped"] if old else []
-    return Discovery(calls=fresh, commit=changes.apply, notes=notes, progress=share)
-
-
-def _cel_history(source: Source, cfg: Config, key: str, saved: Optional[str],
-                 since_local: datetime, until_local: Optional[datetime], now: float,
-                 handled: Handled, batch_calls: int) -> Iterator[Discovery]:
-    """CEL backfill: `cel` streamed by id range (see `_CelStream`), in discoveries of about
-    `batch_calls` calls ordered by their owner (the id of their last LINKEDID_END)."""
-    first = source.cel_id_at(since_local) - 1
-    end_id = source.cel_id_at(until_local) if until_local else source.max_cel_id() + 1
-    stream = _CelStream(source, cfg, int(saved) if saved is not None else first, end_id, now)
-    span = max(1, end_id - 1 - first)
-    collected: list[tuple[int, CallRows]] = []
-    done = stream.position >= end_id - 1
-    while not done:
-        done = stream.step()
-        collected += stream.take_ready()
-        collected.sort(key=lambda item: item[0])
-        cap = stream.safe_cursor()
-        while len(collected) >= batch_calls or (done and len(collected) > batch_calls):
-            part, collected = collected[:batch_calls], collected[batch_calls:]
-            # calls still to come must stay ahead of the cursor
-            cursor = min(cap, collected[0][0] - 1) if collected else cap
-            yield _history_discovery(_distinct(part), handled, key, str(cursor), now,
-                                     (cursor - first) / span)
-    yield _history_discovery(_distinct(collected), handled, key, str(end_id - 1), now, 1.0)
-
-
-def _distinct(items: list[tuple[int, CallRows]]) -> list[CallRows]:
-    """The calls, without one that shares a linkedid with a bigger call of the batch (a call
-    met both through the stream and through its by-linkedid expansion)."""
-    kept: list[CallRows] = []
-    taken: set[str] = set()
-    for _, call in sorted(items, key=lambda item: -len(item[1].linkedids)):
-        if not call.linkedids & taken:
-            kept.append(call)
-            taken |= call.linkedids
-    return sorted(kept, key=lambda c: linkedid_key(c.callid))
-
-
-def _owner(call: CallRows) -> int:
-    """The id of the call's last LINKEDID_END: the backfill step that emits it."""
-    return max((e.id for e in call.cel if e.eventtype == "LINKEDID_END"), default=0)
-
-
-class _CdrWindow:
-    """cdr rows read by calldate (indexed) just ahead of the cel stream's clock, held until the
-    call they belong to is complete, and forgotten once older than any call still assembled."""
-
-    def __init__(self, source: Source, start_local: datetime) -> None:
-        self._source = source
-        self.low = start_local  # rows with an earlier calldate were not read (or forgotten)
-        self._high = start_local  # rows with calldate < _high were read
-        self._rows: dict[int, CdrRow] = {}
-        self._order: deque[tuple[datetime, int]] = deque()
-        self._by_id: dict[str, set[int]] = defaultdict(set)  # linkedid / uniqueid -> rows
-        self._serial = 0
-
-    def read_until(self, local: datetime) -> None:
-        if local <= self._high:
-            return
-        for row in self._source.cdr_window(self._high, local):
-            if row.calldate is None:
-                continue
-            self._serial += 1
-            self._rows[self._serial] = row
-            self._order.append((row.calldate, self._serial))
-            self._by_id[row.linkedid].add(self._serial)
-            self._by_id[row.uniqueid].add(self._serial)
-        self._high = local
-
-    def take(self, ids: Iterable[str]) -> list[CdrRow]:
-        """Remove and return the rows whose linkedid or uniqueid is one of `ids`."""
-        serials: set[int] = set()
-        for item in ids:
-            serials.update(self._by_id.get(item, ()))
-        return [self._drop(n) for n in serials]
-
-    def forget_before(self, local: datetime) -> None:
-        while self._order and self._order[0][0] < local:
-            _, serial = self._order.popleft()
-            if serial in self._rows:
-                self._drop(serial)
-        self.low = max(self.low, local)
-
-    def _drop(self, serial: int) -> CdrRow:
-        row = self._rows.pop(serial)
-        for item in {row.linkedid, row.uniqueid}:
-            held = self._by_id[item]
-            held.discard(serial)
-            if not held:
-                del self._by_id[item]
-        return row
-
-
-class _CelStream:
-    """Backfill's reading of `cel`: ids after the cursor in chunks of HISTORY_EVENTS (a
-    primary-key range scan), grouped in memory as they come (`CallAssembler`); a call is emitted
-    HOLD of stream time after its last linkedid ended, with the cdr rows of `_CdrWindow`.
-
-    A call the stream may not hold whole goes the per-call way instead (`expand` + `_with_cdr`,
-    as the live sync does): one with a linkedid or channel created before the stream started
-    (it straddles the cursor or `since`), one older than `max_call` (its start may have been
-    forgotten), one with ids that carry no time; and at the end of the range, every call that
-    has ended in part. So every call with its last LINKEDID_END in (start, end_id) is emitted."""
-
-    def __init__(self, source: Source, cfg: Config, start: int, end_id: int, now: float) -> None:
-        self._source, self._cfg, self._now = source, cfg, now
-        self._zone = cfg.source.zone
-        self._start, self._end_id = start, end_id
-        self.position = start  # the last cel id read
-        self._calls = CallAssembler()
-        self._cdr: Optional[_CdrWindow] = None  # opened at the first event's time
-        self._floor = 0.0  # UTC epoch of the first event read
-        self._ready: list[tuple[int, CallRows]] = []
-
-    def take_ready(self) -> list[tuple[int, CallRows]]:
-        """(owner, call) of the calls found since the last call."""
-        ready, self._ready = self._ready, []
-        return ready
-
-    def safe_cursor(self) -> int:
-        """The highest id a cursor may hold now: every call owned at or before it was found."""
-        ends = [min(c.ends) for c in self._calls.calls() if c.ends]
-        return min([self.position] + [e - 1 for e in ends])
-
-    def step(self) -> bool:
-        """Read the next chunk of events; True when the range is done."""
-        read = 0
-        for event in self._source.cel_range(self.position, self._end_id, HISTORY_EVENTS):
-            read += 1
-            self.position = event.id
-            if self._cdr is None and event.eventtime is not None:
-                self._floor = to_epoch(event.eventtime, self._zone)
-                self._cdr = _CdrWindow(self._source, event.eventtime - timedelta(
-                    seconds=STREAM_SLACK))
-            self._calls.add(event)
-        done = read < HISTORY_EVENTS
-        if done:
-            self.position = self._end_id - 1
-        clock = self._calls.now
-        if clock is None:  # nothing timed read yet
-            complete = self._calls.take_complete(None) if done else []
-        else:
-            complete = self._calls.take_complete(None if done else clock - HOLD)
-        if self._cdr is not None and clock is not None:
-            self._cdr.read_until(clock + timedelta(seconds=CLOCK_MARGIN))
-        oldest = (to_epoch(clock, self._zone) if clock else self._floor) - self._cfg.source.max_call
-        whole: list[OpenCall] = []
-        doubtful: list[OpenCall] = []
-        for call in complete:
-            (whole if self._whole(call, oldest) else doubtful).append(call)
-        stale = (None if clock is None or done
-                 else clock - timedelta(seconds=self._cfg.source.max_call + STREAM_SLACK))
-        for call in self._calls.calls():
-            if done or call.first_time is None or (stale is not None and call.first_time < stale):
-                self._calls.forget(call)
-                if call.ends:
-                    doubtful.append(call)  # never-ending linkedids: closed by the old rules
-        for call in whole:
-            rows = self._cdr.take(call.linkedids | call.uniqueids) if self._cdr else []
-            self._ready += [(_owner(c), c) for c in group_calls(rows, call.events,
-                                                                 ClosedBy.HISTORY)]
-        self._ready += self._per_call(doubtful)
-        if self._cdr is not None and clock is not None:
-            self._cdr.forget_before(clock - timedelta(
-                seconds=self._cfg.source.max_call + 2 * STREAM_SLACK))
-        return done
-
-    def _whole(self, call: OpenCall, oldest: float) -> bool:
-        """Whether the stream read all of the call's events, and the window all its cdr rows
-        (`oldest`: UTC epoch before which a call may have been forgotten)."""
-        if not call.dated or call.min_epoch is None or call.first_time is None:
-            return False
-        return (call.min_epoch >= self._floor + STREAM_SLACK and call.min_epoch >= oldest
-                and self._cdr is not None
-                and call.first_time >= self._cdr.low + timedelta(seconds=STREAM_SLACK))
-
-    def _per_call(self, calls: list[OpenCall]) -> list[tuple[int, CallRows]]:
-        """The old way for the few calls the stream may not hold whole: expand their linkedids
-        in `cel` and look their cdr rows up; keep those owned by this range."""
-        if not calls:
-            return []
-        events = expand(self._source, set().union(*(c.linkedids for c in calls)))
-        found = []
-        for call in group_calls([], events, ClosedBy.HISTORY):
-            owner = _owner(call)
-            if not self._start < owner < self._end_id:
-                continue  # an earlier run, the live sync (or nobody: never ended) owns it
-            closed = {e.linkedid for e in call.cel if e.eventtype == "LINKEDID_END"}
-            last = _last_end(call, self._zone) or self._now
-            if not call.linkedids <= closed and self._now - last < self._cfg.schedule.orphan_after:
-                continue  # may still be going on: the live sync's business
-            found.append(call)
-        return [(_owner(c), c) for c in _with_cdr(self._source, found, self._zone)]
-
-
-def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
-                 since_local: datetime, until_local: Optional[datetime], now: float,
-                 handled: Handled, batch_calls: int) -> Iterator[Discovery]:
-    zone = cfg.source.zone
-    end = until_local or to_local(now, zone)
-    position = datetime.fromisoformat(saved) if saved else since_local
-    total = max(1.0, (end - since_local).total_seconds())
-    collected: list[CallRows] = []
-    while position < end:
-        chunk_end = min(position + HISTORY_CHUNK, end)
-        seen = group_calls(source.cdr_window(position, chunk_end), [])
-        if seen:
-            linkedids = set().union(*(c.linkedids for c in seen))
-            uniqueids = {r.uniqueid for c in seen for r in c.cdr}
-            reach = chunk_end + timedelta(seconds=cfg.source.max_call)
-            rows = source.cdr_for_linkedids(linkedids, uniqueids, position, reach)
-            for call in group_calls(rows, [], ClosedBy.HISTORY):
-                start = min(r.calldate for r in call.cdr if r.calldate) if any(
-                    r.calldate for r in call.cdr) else None
-                if start is None or not position <= start < chunk_end:
-                    continue  # another chunk owns it
-                last = _last_end(call, zone) or now
-                if now - last < max(cfg.source.lookback, cfg.schedule.settle):
-                    continue  # recent: the live sync's business
-                collected.append(call)
-        position = chunk_end
-        if len(collected) >= batch_calls or position >= end:
-            share = (position - since_local).total_seconds() / total
-            yield _history_discovery(collected, handled, key,
-                                     position.isoformat(sep=" "), now, min(1.0, share))
-            collected = []
-
-
 # ---- one call, for `cdrsync show` --------------------------------------------------------------
 
 def rows_for_callid(source: Source, callid: str, zone: Optional[ZoneInfo] = None
@@ -625,7 +347,7 @@ def rows_for_callid(source: Source, callid: str, zone: Optional[ZoneInfo] = None
     events = expand(source, {callid}) if source.schema.has_cel else []
     epoch = linkedid_epoch(callid)
     if zone is not None and epoch is not None:
-        since: Optional[datetime] = to_local(epoch - STREAM_SLACK, zone)
+        since: Optional[datetime] = to_local(epoch - START_SLACK, zone)
     elif epoch is not None:  # no zone: local is at most 14 h away from UTC
         since = datetime.fromtimestamp(epoch - 15 * 3600, timezone.utc).replace(tzinfo=None)
     else:

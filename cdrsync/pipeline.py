@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Optional, TextIO
 
-from . import finder
+from . import finder, history
 from .config import Config
 from .deliver import Deliverer, DrainResult
 from .interpret import interpret
@@ -104,7 +104,7 @@ class Pipeline:
         """
         now = time.time() if now is None else now
         result = PassResult()
-        for discovery in finder.find_history(self.source, self.store, self.cfg, since, until, now,
+        for discovery in history.find_history(self.source, self.store, self.cfg, since, until, now,
                                              self._handled, batch_calls=self.cfg.source.batch):
             if self.stop.is_set():
                 break

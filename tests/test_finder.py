@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import create_engine
 
-from cdrsync import finder
+from cdrsync import finder, history
 from cdrsync.config import from_dict
 from cdrsync.model import ClosedBy
 from cdrsync.source.reader import Source
@@ -116,7 +116,7 @@ class Pipeline:
         return self.record(found, commit)
 
     def backfill(self, since: datetime, until, now: float, batch_calls: int = 2, stop_after=None):
-        for n, discovery in enumerate(finder.find_history(
+        for n, discovery in enumerate(history.find_history(
                 self.source, self.store, self.cfg, since, until, now, self.handled, batch_calls)):
             if stop_after is not None and n >= stop_after:
                 return  # killed before recording this step
@@ -331,7 +331,7 @@ def test_backfill_resumes_and_never_duplicates_sync(pbx_db, tmp_path, use_cel):
     assert len(pipe.sent) == len(set(pipe.sent))
     assert all(c.linkedid in pipe.sent for c in days)
     with pipe.store.connect() as conn:
-        assert finder.history_key(since, until) in progress.read_cursors(conn)
+        assert history.history_key(since, until) in progress.read_cursors(conn)
     pipe.backfill(since, until, NOW + SETTLE + 60)  # finished range: nothing new
     pipe.sync(NOW + 2 * SETTLE)
     assert len(pipe.sent) == 11
@@ -353,7 +353,7 @@ def same_as_per_call(pipe: Pipeline, calls) -> None:
         events = finder.expand(pipe.source, call.linkedids)
         assert {e.linkedid for e in events} == call.linkedids
         assert [e.id for e in call.cel] == [e.id for e in events]
-        [alone] = finder._with_cdr(pipe.source, [replace(call, cdr=())], ZONE)
+        [alone] = finder.with_cdr(pipe.source, [replace(call, cdr=())], ZONE)
         assert sorted(r.key for r in call.cdr) == sorted(r.key for r in alone.cdr)
 
 
@@ -366,14 +366,14 @@ def count_per_call(monkeypatch) -> list[str]:
         seeds.extend(sorted(linkedids))
         return expand(source, linkedids)
 
-    monkeypatch.setattr(finder, "expand", counting)
+    monkeypatch.setattr(history, "expand", counting)  # the backfill's per-call way
     return seeds
 
 
 @pytest.fixture
 def streamed(cel_pipe, monkeypatch):
     """Backfill with tiny cel chunks, recording which calls took the per-call way."""
-    monkeypatch.setattr(finder, "HISTORY_EVENTS", 3)  # every call is cut by chunk ends
+    monkeypatch.setattr(history, "HISTORY_EVENTS", 3)  # every call is cut by chunk ends
     cel_pipe.per_call = count_per_call(monkeypatch)
     return cel_pipe
 
@@ -449,7 +449,7 @@ def test_backfill_stream_restarts_from_the_cursor_mid_range(pbx_db, streamed):
     streamed.backfill(since, None, NOW, batch_calls=3, stop_after=2)  # killed
     first = list(streamed.sent)
     with streamed.store.connect() as conn:
-        cursor = int(progress.read_cursor(conn, finder.history_key(since, None)))
+        cursor = int(progress.read_cursor(conn, history.history_key(since, None)))
     assert first == [c.linkedid for c in calls[:6]]
     long_events = [e.id for e in finder.expand(streamed.source, {long_call.linkedid})]
     assert long_events[0] < cursor < long_events[-1]  # the restart cuts the long call
@@ -481,8 +481,8 @@ def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_pa
     """The 29 calls of a real Asterisk 20 (transfers included) come out as 29 calls whose
     linkedids are exactly those the truth files list, both in the live sync and in a backfill
     that streams cel in chunks of `chunk` events (no clock slack: the PBX ran in UTC)."""
-    monkeypatch.setattr(finder, "HISTORY_EVENTS", chunk)
-    monkeypatch.setattr(finder, "STREAM_SLACK", 0)
+    monkeypatch.setattr(history, "HISTORY_EVENTS", chunk)
+    monkeypatch.setattr(history, "STREAM_SLACK", 0)
     import json
     from pathlib import Path
 
@@ -505,20 +505,20 @@ def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_pa
     assert sorted(c.callid for c in got) == sorted(callids)
     assert all(c.linkedids == expected.get(c.callid, {c.callid}) and c.cdr and c.cel for c in got)
     (tmp_path / "h").mkdir()
-    history = Pipeline(pbx_db, tmp_path / "h")
-    history.cfg = pipe.cfg
+    backfill = Pipeline(pbx_db, tmp_path / "h")
+    backfill.cfg = pipe.cfg
     per_call = count_per_call(monkeypatch)
-    history.backfill(datetime(2026, 11, 26), None, end + 7200, batch_calls=5)
+    backfill.backfill(datetime(2026, 11, 26), None, end + 7200, batch_calls=5)
     assert per_call == []  # every call came whole out of the stream
-    assert sorted(history.sent) == sorted(pipe.sent)
-    assert len(history.sent) == len(set(history.sent))
+    assert sorted(backfill.sent) == sorted(pipe.sent)
+    assert len(backfill.sent) == len(set(backfill.sent))
 
     def rows(call):
         return (call.linkedids, [e.id for e in call.cel], sorted(r.key for r in call.cdr))
 
-    assert {c.callid: rows(c) for c in history.found} == {c.callid: rows(c) for c in got}
+    assert {c.callid: rows(c) for c in backfill.found} == {c.callid: rows(c) for c in got}
     pipe.source.close()
-    history.source.close()
+    backfill.source.close()
 
 
 def _raw(url: str) -> dict:
