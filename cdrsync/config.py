@@ -73,6 +73,7 @@ class RecordingsConfig:
 @dataclass(frozen=True)
 class StateConfig:
     url: str = "sqlite:////var/lib/cdrsync/state.db"
+    keep_days: int = 90  # delivered requests' bodies kept this long (for `show`); 0 = forever
 
 
 @dataclass(frozen=True)

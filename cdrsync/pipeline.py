@@ -34,6 +34,7 @@ from .state.db import open_store
 log = logging.getLogger("cdrsync.pipeline")
 
 LATE_EVERY = 60.0  # s between two looks for recordings that were missing at COMPLETED time
+PRUNE_EVERY = 3600.0  # s between two prunings of delivered request bodies
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Pipeline:
         self.deliverer = Deliverer(self.store, self.client, cfg)
         self.zone = cfg.source.zone
         self._late_checked_at = float("-inf")
+        self._pruned_at = float("-inf")
 
     def close(self) -> None:
         self.source.close()
@@ -91,6 +93,7 @@ class Pipeline:
             self._late_recordings(now)
             result.drain = self.deliverer.drain(self.stop, max_seconds=drain_seconds)
             result.sent = result.drain.sent
+            self._prune(now)
         return result
 
     # ---- history ----------------------------------------------------------------------------
@@ -184,6 +187,17 @@ class Pipeline:
         if call.recording_candidates:
             log.info("call %s: no recording: %s", call.callid, found.reason)
         return "", False, awaited
+
+    def _prune(self, now: float) -> None:
+        """Forget delivered request bodies older than [state] keep_days, once an hour."""
+        keep = self.cfg.state.keep_days
+        if keep <= 0 or now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        with ledger.transaction(self.store) as conn:
+            gone = ledger.prune(conn, now - keep * 86400)
+        if gone:
+            log.info("forgot %d delivered request(s) older than %d days", gone, keep)
 
     def _link(self, relpath: str, now: float) -> tuple[str, bool]:
         """(record_link, is_temp) for a found file; an mp3 copy when [recordings] mp3 is on."""

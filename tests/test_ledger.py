@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from cdrsync.model import Status
 from cdrsync.planfix.requests import completed_requests, missed_requests, record_request
@@ -203,3 +203,25 @@ def test_a_full_disk_stops_with_one_clear_line(tmp_path):
     with pytest.raises(StoreError, match="database or disk is full"):
         for call in calls:
             _record(full, call)
+
+
+def test_prune_forgets_old_delivered_bodies_but_never_what_keeps_calls_from_repeating(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    old, new, waiting = make_call("1.1"), make_call("2.2"), make_call("3.3")
+    cfg = stub_config()
+    with ledger.transaction(store) as conn:
+        for call, at in ((old, 1_000.0), (new, 90_000.0), (waiting, 1_000.0)):
+            ledger.record_call(conn, call, [call.callid], completed_requests(call, cfg), "sync",
+                               now=at)
+        for entry in ledger.due(conn, 100_000.0, limit=10):
+            if entry.callid != "3.3":
+                ledger.mark_sent(conn, entry.id, 1_000.0 if entry.callid == "1.1" else 90_000.0)
+    with ledger.transaction(store) as conn:
+        assert ledger.prune(conn, before=50_000.0) == 1
+        left = {r[0] for r in conn.execute(select(ledger.outbox.c.callid))}
+        assert left == {"2.2", "3.3"}  # the recent one, and the one still to deliver
+        assert ledger.handled_linkedids(conn, ["1.1", "2.2", "3.3"]) == {"1.1", "2.2", "3.3"}
+        assert conn.execute(select(func.count()).select_from(ledger.calls)).scalar_one() == 3
+        # recording the pruned call again (a re-run backfill) queues nothing
+        assert ledger.record_calls(conn, [(old, ["1.1"], completed_requests(old, cfg))],
+                                   "backfill") == []

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    delete,
     event,
     func,
     insert,
@@ -341,6 +342,21 @@ def mark_failed(conn: Connection, entry_id: int, error: str, now: float) -> None
     """Park an entry Planfix refused (400): kept, with Planfix's answer, until retry or skip."""
     _set(conn, outbox.c.id == entry_id, state=FAILED, last_error=error, last_try=now,
          attempts=outbox.c.attempts + 1)
+
+
+def prune(conn: Connection, before: float) -> int:
+    """Forget the bodies of requests delivered (or skipped) before `before`; returns how many.
+
+    The calls and their linkedids stay: they are what keeps a call from being sent twice, and
+    they are small. The bodies are most of the store (a day of a busy PBX is megabytes), and a
+    delivered request is only ever looked at again by `show`."""
+    try:
+        done = conn.execute(delete(outbox).where(
+            outbox.c.state.in_((SENT, SKIPPED)),
+            func.coalesce(outbox.c.sent_at, outbox.c.last_try, outbox.c.created_at) < before))
+    except OperationalError as exc:
+        raise store_error(exc) from None
+    return done.rowcount or 0
 
 
 def mark_skipped(conn: Connection, entry_id: int, reason: str, now: float) -> None:
