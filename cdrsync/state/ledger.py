@@ -40,6 +40,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -107,7 +108,10 @@ delivery_flags = Table(
 
 @event.listens_for(metadata, "after_create")
 def _add_new_indexes(_target: Any, conn: Connection, **_kw: Any) -> None:
-    """Create indexes added since a store was made: `create_all` skips tables that exist."""
+    """Create indexes added since a store was made: `create_all` skips tables that exist
+    (and may have been asked for other tables only)."""
+    if not inspect(conn).has_table(outbox.name):
+        return
     for index in outbox.indexes:
         index.create(conn, checkfirst=True)
 
