@@ -17,7 +17,9 @@ from cdrsync.grouping import group_calls
 from cdrsync.model import CallRows, CdrRow, CelEvent
 from cdrsync.source.rows import cdr_row, cel_event
 
-ROOT = Path("/work/shared")
+# ../shared beside the checkout (where CI lays it), else the developers' machine's copy
+ROOT = next((p for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
+             if p.is_dir()), Path("/work/shared"))
 CORPUS = ROOT / "corpus" / "asterisk-20.20.1"
 PUBLIC = ROOT / "corpus-public"
 

@@ -17,6 +17,7 @@ from cdrsync.model import ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
 from cdrsync.state.db import metadata
+from tests.corpus import CORPUS as CORPUS_DIR
 
 ZONE = ZoneInfo("Europe/Moscow")  # UTC+3: PBX times are local, `now` is UTC
 NOW = 1709290800.0  # 2024-03-01 11:00 UTC = 14:00 at the PBX
@@ -484,9 +485,8 @@ def test_corpus_every_scripted_call_found_once_with_its_linkedids(pbx_db, tmp_pa
     monkeypatch.setattr(history, "HISTORY_EVENTS", chunk)
     monkeypatch.setattr(history, "STREAM_SLACK", 0)
     import json
-    from pathlib import Path
 
-    corpus = Path("/work/shared/corpus/asterisk-20.20.1")
+    corpus = CORPUS_DIR
     truth = []
     for path in sorted((corpus / "truth").glob("*.json")):
         data = json.loads(path.read_text())

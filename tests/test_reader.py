@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from cdrsync.source.reader import Source, SourceError
+from tests.corpus import CORPUS as CORPUS_DIR
 
-CORPUS = "/work/shared/corpus/asterisk-20.20.1/asteriskcdrdb-cdr-cel.sql"
+CORPUS = str(CORPUS_DIR / "asteriskcdrdb-cdr-cel.sql")
 T0 = datetime(2024, 3, 1, 10, 0, 0)
 
 
