@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
@@ -58,6 +58,8 @@ class DrainResult:
     retried: int = 0
     failed: int = 0  # refused by Planfix (400): parked until `retry` / `skip`
     skipped: int = 0  # missed-call notices dropped by the callback window
+    # s from each delivered call's end to its COMPLETED's 200, for the delivery-lag metric
+    lags: list[float] = field(default_factory=list)
     unauthorized: bool = False
     stalled: bool = False  # the pass stopped because Planfix or the network is down
 
@@ -155,9 +157,12 @@ class Deliverer:
                     return in_a_row, last_problem
                 outcome = self.client.send(entry.request())
                 if outcome.kind == OK:
-                    self._sent(conn, entry, now())
+                    at = now()
+                    self._sent(conn, entry, at)
                     went.add(entry.id)
                     result.sent += 1
+                    if entry.kind == "completed" and entry.call_end is not None:
+                        result.lags.append(max(0.0, at - entry.call_end))
                     in_a_row = 0
                 elif outcome.kind == UNAUTHORIZED:
                     self._unauthorized(conn, outcome, now())

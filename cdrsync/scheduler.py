@@ -86,5 +86,5 @@ def _observe(metrics, pipeline, result) -> None:
     with pipeline.store.connect() as conn:
         stats = ledger.stats(conn)
     metrics.set_queue(stats.get("sent", 0), stats.get("failed", 0), stats.get("pending", 0))
-    for lag in getattr(result.drain, "lags", ()) or ():
+    for lag in result.drain.lags if result.drain else ():
         metrics.observe_delivery(lag)

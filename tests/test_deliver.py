@@ -507,3 +507,30 @@ def test_a_store_that_cannot_be_written_stops_delivery_with_one_line(
     # the request that went out is repeated by the next (writable) run: nothing lost
     Deliverer(store, PlanfixClient(cfg.planfix), cfg).drain(threading.Event(), now=Clock())
     assert set(planfix.callids()) == set(_callids(2))
+
+
+def test_each_delivered_call_reports_its_lag_from_the_call_end(tmp_path):
+    """The `run` daemon's delivery-lag metric is fed from here: seconds from the call's end to
+    the 200 of its COMPLETED (not of its other requests)."""
+    from datetime import datetime, timedelta, timezone
+
+    from cdrsync.deliver import Deliverer
+    from cdrsync.planfix.client import PlanfixClient
+    from cdrsync.planfix.requests import completed_requests, record_request
+    from cdrsync.state import ledger
+    from cdrsync.state.db import open_store
+    from tests.planfix_stub import PlanfixStub, make_call, stub_config
+
+    ended = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+    call = make_call("7.7", end=ended, start=ended - timedelta(seconds=40))
+    with PlanfixStub() as stub:
+        cfg = stub_config(stub, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+        store = open_store(cfg.state.url)
+        with ledger.transaction(store) as conn:
+            ledger.record_call(conn, call, ["7.7"], completed_requests(call, cfg)
+                               + [record_request("7.7", "http://127.0.0.1:1/r.wav")], "sync",
+                               now=ended.timestamp())
+        result = Deliverer(store, PlanfixClient(cfg.planfix), cfg).drain(
+            threading.Event(), now=lambda: ended.timestamp() + 30)
+    assert result.sent == 2
+    assert result.lags == [30.0]

@@ -132,6 +132,7 @@ class OutboxEntry:
     # same call (None: nothing holds this one back), and the call's (direction, status, ext)
     held_by: Optional[int] = None
     call: Optional[tuple[str, str, str]] = None
+    call_end: Optional[float] = None  # UTC epoch the call ended (delivery lag counts from it)
 
     @property
     def kind(self) -> str:
@@ -285,10 +286,12 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
 
 def _entry(row: Any) -> OutboxEntry:
     call = None if row.direction is None else (row.direction, row.status, row.ext)
+    end = getattr(row, "end_utc", None)
     return OutboxEntry(id=row.id, key=row.key, callid=row.callid, target=row.target,
                        fields=json.loads(row.body), state=row.state, attempts=row.attempts,
                        next_try=row.next_try, last_error=row.last_error, created_at=row.created_at,
-                       held_by=row.held_by, call=call)
+                       held_by=row.held_by, call=call,
+                       call_end=end.replace(tzinfo=timezone.utc).timestamp() if end else None)
 
 
 def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
@@ -307,7 +310,7 @@ def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
                       earlier.c.target == "api", earlier.c.state.in_((PENDING, FAILED)))
                .scalar_subquery())
     query = (select(outbox, held_by.label("held_by"), calls.c.direction, calls.c.status,
-                    calls.c.ext)
+                    calls.c.ext, calls.c.end_utc)
              .select_from(outbox.outerjoin(calls, calls.c.callid == outbox.c.callid))
              .where(outbox.c.state == PENDING, outbox.c.next_try <= now, outbox.c.id > after_id)
              .order_by(outbox.c.id).limit(limit))
