@@ -368,7 +368,8 @@ def _status_lines(report: dict) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def show(obj: Context, callid: str, as_json: bool) -> None:
-    """The raw rows of a call and the call as cdrsync rebuilt it, with the reasoning.
+    """The raw rows of a call, the call as cdrsync rebuilt it with the reasoning, and what was
+    sent to Planfix for it.
 
     CALLID is the callid sent to Planfix (the call's smallest linkedid), or any linkedid of it.
 
@@ -377,16 +378,22 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
     from . import finder
     from .show import render_call
     from .source.reader import Source
+    from .state import ledger
+    from .state.db import open_store
 
     cfg = obj.cfg
-    source = Source(cfg.source.url, use_cel=cfg.source.use_cel)
+    source = Source.from_config(cfg)
     try:
-        rows = finder.rows_for_callid(source, callid)
+        rows = finder.rows_for_callid(source, callid, cfg.source.zone)
     finally:
         source.close()
     if rows is None:
         _fail(f"no rows for call {callid} in the PBX database", 1)
-    click.echo(render_call(rows, cfg, as_json))
+    store = open_store(cfg.state.url)
+    with store.connect() as conn:
+        delivery = ledger.summary(conn, rows.callid)
+    store.dispose()
+    click.echo(render_call(rows, cfg, as_json, delivery))
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
+from typing import Optional
 
 from .config import Config
 from .interpret import interpret
@@ -33,13 +34,16 @@ def _table(title: str, columns: tuple[str, ...], rows: list[object]) -> list[str
     return lines
 
 
-def render_call(rows: CallRows, cfg: Config, as_json: bool = False) -> str:
+def render_call(rows: CallRows, cfg: Config, as_json: bool = False,
+                delivery: Optional[dict] = None) -> str:
+    """`delivery`: what the ledger knows of the call (`ledger.summary`), None if not recorded."""
     call = interpret(rows, cfg.pbx, cfg.source.zone)
     if as_json:
         return json.dumps({
             "cdr": [dataclasses.asdict(r) for r in rows.cdr],
             "cel": [dataclasses.asdict(e) for e in rows.cel],
             "call": dataclasses.asdict(call),
+            "delivery": delivery,
         }, default=_text, ensure_ascii=False)
     lines = _table("cdr", CDR_COLUMNS, list(rows.cdr))
     lines.append("")
@@ -59,4 +63,17 @@ def render_call(rows: CallRows, cfg: Config, as_json: bool = False) -> str:
         lines.append(f"  recording: {', '.join(call.recording_candidates)}")
     lines.append("why:")
     lines += [f"  - {reason}" for reason in call.reasons]
+    lines += _delivery_lines(delivery)
     return "\n".join(lines)
+
+
+def _delivery_lines(delivery: Optional[dict]) -> list[str]:
+    if delivery is None:
+        return ["delivery: not recorded by cdrsync (yet)"]
+    lines = [f"delivery: recorded by {delivery['origin']} at "
+             f"{_text(datetime.fromtimestamp(delivery['recorded_at']))}"]
+    for request in delivery["requests"]:
+        error = f", last error: {request['last_error']}" if request["last_error"] else ""
+        lines.append(f"  {request['key']}: {request['state']} after {request['attempts']} "
+                     f"attempt(s){error}")
+    return lines

@@ -128,6 +128,8 @@ def test_show_explains_a_call(corpus_run, tmp_path):
     assert "Missed" in proc.stdout
     assert "cdr (6 rows)" in proc.stdout
     assert "why:" in proc.stdout
+    assert "delivery: recorded by sync" in proc.stdout
+    assert "1795698002.36|completed: sent after 1 attempt(s)" in proc.stdout
 
 
 def test_sent_fields_are_exactly_the_dry_run_lines(pbx_db, planfix, tmp_path):

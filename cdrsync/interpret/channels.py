@@ -62,6 +62,3 @@ def classify(name: str, pbx: PbxConfig) -> ChanInfo:
     return ChanInfo(name, TRUNK)
 
 
-def extension_of(name: str, pbx: PbxConfig) -> str:
-    """The extension a channel belongs to or rings ("" for trunks and others)."""
-    return classify(name, pbx).ext
