@@ -108,16 +108,18 @@ class Deliverer:
         return max(delay, retry_after or 0.0)
 
     def drain(self, stop: threading.Event, now: Callable[[], float] = time.time,
-              max_seconds: Optional[float] = None) -> DrainResult:
+              max_seconds: Optional[float] = None,
+              watch: Optional[Callable[[DrainResult], None]] = None) -> DrainResult:
         """Deliver what is due, oldest first, until nothing is due, `stop` is set, `max_seconds`
-        passed, the token is refused, or Planfix is down."""
+        passed, the token is refused, or Planfix is down. `watch` sees the counts so far before
+        each request (the courier shows them to its parent while a long drain goes on)."""
         result = DrainResult()
         if now() < self._paused_until:
             result.stalled = True
             return result
         with marking_connection(self.engine) as conn:
             self._load_flags(conn)
-            in_a_row, last_problem = self._drain(conn, stop, now, max_seconds, result)
+            in_a_row, last_problem = self._drain(conn, stop, now, max_seconds, result, watch)
             # A lone failure after successes is that call's problem, not a stall of delivery.
             if (in_a_row >= OUTAGE_AFTER or self._paused_until > now()
                     or (in_a_row and not result.sent)):
@@ -126,7 +128,8 @@ class Deliverer:
         return result
 
     def _drain(self, conn: Connection, stop: threading.Event, now: Callable[[], float],
-               max_seconds: Optional[float], result: DrainResult) -> tuple[int, str]:
+               max_seconds: Optional[float], result: DrainResult,
+               watch: Optional[Callable[[DrainResult], None]]) -> tuple[int, str]:
         """The sending loop; returns (retryable failures in a row at the end, the last one)."""
         started = self.clock()
         after_id = 0
@@ -143,6 +146,8 @@ class Deliverer:
                 return in_a_row, last_problem
             went: set[int] = set()  # ids sent from this batch: what held entries wait for
             for entry in batch:
+                if watch is not None:
+                    watch(result)
                 if stop.is_set() or (max_seconds is not None
                                      and self.clock() - started >= max_seconds):
                     return in_a_row, last_problem

@@ -11,12 +11,17 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
 from sqlalchemy.engine import make_url
 
 from .state.db import sqlite_file
+
+# s a start waits for the lock: a killed backfill's delivery process (which shares the lock) may
+# take a moment to die after its parent
+GRACE = 2.0
 
 
 class Busy(Exception):
@@ -40,12 +45,17 @@ class RunLock:
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Busy(f"another cdrsync is working on this state store (lock {self.path})"
-                       ) from None
+        deadline = time.monotonic() + GRACE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise Busy(f"another cdrsync is working on this state store (lock "
+                               f"{self.path})") from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -18,6 +18,8 @@ from typing import Callable, Optional, TextIO
 
 from . import finder, history
 from .config import Config
+from .courier import Courier
+from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .interpret import interpret
 from .model import Call, CallRows
@@ -107,21 +109,39 @@ class Pipeline:
         """
         now = time.time() if now is None else now
         result = PassResult()
-        for discovery in history.find_history(self.source, self.store, self.cfg, since, until, now,
-                                             self._handled, batch_calls=self.cfg.source.batch):
-            if self.stop.is_set():
-                break
-            result.found += len(discovery.calls)
-            self._remember(discovery, "backfill", notify_missed=notify_missed, now=now,
-                           result=result)
-            if not self.dry_run:
-                result.drain = self.deliverer.drain(self.stop)
-                result.sent += result.drain.sent
-                if result.drain.unauthorized:
+        courier = None
+        if not self.dry_run and courier_available(self.cfg):
+            courier = Courier(self.cfg, (self.store, self.source.engine))
+        queued = 0  # requests recorded by this backfill, for the courier's back-pressure
+        try:
+            for discovery in history.find_history(self.source, self.store, self.cfg, since, until,
+                                                 now, self._handled,
+                                                 batch_calls=self.cfg.source.batch):
+                if self.stop.is_set():
                     break
-            if progress:
-                progress(result.found, result.sent, discovery.progress)
-        if not self.dry_run and not self.stop.is_set() and not (
+                result.found += len(discovery.calls)
+                queued += self._remember(discovery, "backfill", notify_missed=notify_missed,
+                                         now=now, result=result)
+                if courier is not None:
+                    courier.check()
+                    if courier.unauthorized:
+                        break
+                    courier.keep_up(queued, self.stop)
+                    result.sent = courier.sent
+                elif not self.dry_run:
+                    result.drain = self.deliverer.drain(self.stop)
+                    result.sent += result.drain.sent
+                    if result.drain.unauthorized:
+                        break
+                if progress:
+                    progress(result.found, result.sent, discovery.progress)
+        finally:
+            if courier is not None:
+                result.drain = courier.finish(self.stop)
+                result.sent = result.drain.sent
+                if progress:
+                    progress(result.found, result.sent, None)
+        if courier is None and not self.dry_run and not self.stop.is_set() and not (
                 result.drain and result.drain.unauthorized):
             result.drain = self.deliverer.drain(self.stop)
             result.sent += result.drain.sent
@@ -133,14 +153,16 @@ class Pipeline:
             return ledger.handled_linkedids(conn, linkedids)
 
     def _remember(self, discovery: finder.Discovery, origin: str, *, notify_missed: bool,
-                  now: float, result: PassResult) -> None:
+                  now: float, result: PassResult) -> int:
+        """Interpret the discovery's calls and record them with their requests, moving the
+        cursor in the same transaction; returns the number of requests queued."""
         prepared = list(self._prepare(discovery.calls, notify_missed, now, result))
         if self.dry_run:
             for item in prepared:
                 for request in item.requests:
                     self._print(pfreq.as_dry_run(request))
                     result.printed += 1
-            return
+            return 0
         with ledger.transaction(self.store) as conn:
             ledger.record_calls(conn, [(item.call, item.linkedids, item.requests)
                                        for item in prepared], origin)
@@ -149,6 +171,7 @@ class Pipeline:
                     late.remember(conn, item.call, now + self.cfg.recordings.late_window)
             discovery.commit(conn)
         result.recorded += len(prepared)
+        return sum(len(item.requests) for item in prepared)
 
     def _prepare(self, calls: list[CallRows], notify_missed: bool, now: float,
                  result: PassResult) -> Iterator[Prepared]:

@@ -257,3 +257,14 @@ def pg_pbx() -> Iterator[PbxDatabase]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'DROP ROLE IF EXISTS "{user}"'))
         server.dispose()
+
+
+@pytest.fixture
+def env(pbx_db: MariaDbPbx, planfix: Any, tmp_path: Path):
+    """(pbx_db, planfix stub, config(**sections) -> path of a cdrsync config for both)."""
+    from tests.e2e import make_config
+
+    def config(**overrides: dict[str, Any]) -> Path:
+        return make_config(tmp_path, pbx_db.ro_url, planfix, **overrides)
+
+    return pbx_db, planfix, config

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests import synth
-from tests.e2e import cdrsync, make_config, start_cdrsync
+from tests.e2e import cdrsync, start_cdrsync
 
 LOOKBACK = 3600
 
@@ -56,13 +56,6 @@ def assert_statuses(planfix, calls) -> None:
     for r in planfix.received("event"):
         assert r.fields["status"] == truth[r.callid].status, (r.callid, truth[r.callid].flow)
 
-
-@pytest.fixture
-def env(pbx_db, planfix, tmp_path):
-    def config(**overrides):
-        return make_config(tmp_path, pbx_db.ro_url, planfix, **overrides)
-
-    return pbx_db, planfix, config
 
 
 def test_first_sync_on_months_of_history_starts_at_the_lookback_and_backfill_adds_the_rest(env):
