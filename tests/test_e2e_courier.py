@@ -104,3 +104,29 @@ def test_a_signal_to_the_parent_alone_stops_both_cleanly(env, signum):
     assert len(set(r.callid for r in planfix.received("event"))) < len(external(calls))
     finish(env, calls, since)
     assert_at_most_inflight_repeats(planfix, calls, kills=0)
+
+
+def test_the_reader_stays_at_most_max_ahead_of_the_courier(env, monkeypatch):
+    """Without the back-pressure the reader would record all 90 calls at once."""
+    from cdrsync import config as config_mod
+    from cdrsync import courier
+    from cdrsync.pipeline import Pipeline
+
+    pbx_db, planfix, config = env
+    since = utc_now() - timedelta(days=10)
+    calls = list(synth.generate(90, since, seed=24, mean_gap=600))
+    synth.insert(pbx_db.admin, calls)
+    monkeypatch.setattr(courier, "MAX_AHEAD", 10)
+    cfg = config_mod.load(str(config(planfix={"rate": 50}, source={"batch": 5})), env={})
+    seen: list[tuple[int, int]] = []
+    pipeline = Pipeline(cfg)
+    try:
+        result = pipeline.backfill(since.replace(hour=0, minute=0, second=0), None,
+                                   notify_missed=False,
+                                   progress=lambda found, sent, _share: seen.append((found, sent)))
+    finally:
+        pipeline.close()
+    assert result.sent == len(external(calls))
+    # one batch (5 calls, at most 2 requests each) may be recorded past the limit
+    assert max(found - sent for found, sent in seen) <= 10 + 10
+    assert_at_most_inflight_repeats(planfix, calls, kills=0)
