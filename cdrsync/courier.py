@@ -15,12 +15,12 @@ Guarantees kept:
   which stops with one line (what is recorded stays queued for the next run);
 - SIGTERM / SIGINT let the request in flight finish and be marked, in either process.
 
-The courier is forked (it inherits the configuration and the run lock, so no other cdrsync can
-start while it lives) and opens its own store connections; it never touches the parent's database
-connections. Counters it shares in memory let the parent show progress and keep no more than
-`MAX_AHEAD` requests queued ahead of it, unless delivery is stalled (Planfix down: recording goes
-on, as it does without a courier). Linux only: elsewhere, or for an in-memory store, the parent
-sends between batches itself.
+The courier is forked (it inherits the configuration; not the run lock, which ends with the
+parent: `lock.RunLock`) and opens its own store connections; it never touches the parent's
+database connections. Counters it shares in memory let the parent show progress and keep no more
+than `MAX_AHEAD` requests queued ahead of it, unless delivery is stalled (Planfix down: recording
+goes on, as it does without a courier). Linux only: elsewhere, or for an in-memory store, the
+parent sends between batches itself.
 """
 
 from __future__ import annotations

@@ -11,17 +11,12 @@ import fcntl
 import hashlib
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
 from sqlalchemy.engine import make_url
 
 from .state.db import sqlite_file
-
-# s a start waits for the lock: a killed backfill's delivery process (which shares the lock) may
-# take a moment to die after its parent
-GRACE = 2.0
 
 
 class Busy(Exception):
@@ -45,21 +40,26 @@ class RunLock:
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + GRACE
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise Busy(f"another cdrsync is working on this state store (lock "
-                               f"{self.path})") from None
-                time.sleep(0.05)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"another cdrsync is working on this state store (lock {self.path})"
+                       ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        os.register_at_fork(after_in_child=self._leave_to_parent)
         return self
+
+    def _leave_to_parent(self) -> None:
+        """A forked child (backfill's courier) drops its copy of the descriptor, so the lock
+        ends with the process that took it: a new cdrsync may start as soon as a killed one is
+        gone, not when its courier is. (Only closed, never unlocked: an flock held through
+        another descriptor stays.)"""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
