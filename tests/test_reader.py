@@ -140,3 +140,33 @@ def test_corpus_dump_reads_cleanly(pbx_db):
     rows = list(source.cdr_window(datetime(2026, 11, 26)))
     assert rows and all(r.calldate is not None and r.linkedid for r in rows)
     source.close()
+
+
+def test_odd_values_are_decoded_and_logged_on_the_way(sqlite_pbx, caplog):
+    # SQLite keeps what it is given: bytes in a text column, text in an integer one.
+    sqlite_pbx.insert_cdr([
+        {"calldate": T0, "uniqueid": "1.1", "linkedid": "", "src": "100  ", "duration": "abc",
+         "clid": '"Иван" <100>'.encode("cp1251")},
+        {"calldate": T0 + timedelta(seconds=1), "uniqueid": "1.2", "linkedid": "1.1",
+         "duration": 7},
+    ])
+    sqlite_pbx.insert_cel([
+        {"eventtype": "CHAN_START", "eventtime": T0, "uniqueid": "1.1", "linkedid": "1.1",
+         "extra": b"caf\xc3\xa9"},
+        {"eventtype": "HANGUP", "eventtime": "0000-00-00 00:00:00", "uniqueid": "1.1",
+         "linkedid": "1.1"},
+    ])
+    source = Source(sqlite_pbx.ro_url)
+    try:
+        with caplog.at_level("DEBUG", logger="cdrsync.source"):
+            rows = list(source.cdr_window(T0))
+            events = list(source.cel_range(0, 10, 10))
+        assert [(r.uniqueid, r.linkedid, r.src, r.duration, r.clid) for r in rows] == [
+            ("1.1", "1.1", "100", 0, '"Иван" <100>'), ("1.2", "1.1", "", 7, "")]
+        assert [(e.eventtype, e.eventtime, e.extra) for e in events] == [
+            ("CHAN_START", T0, "café"), ("HANGUP", None, "")]
+        logged = [r.getMessage() for r in caplog.records]
+        assert any("cdr.duration 'abc' is not a number" in m for m in logged)
+        assert any("cel.eventtime is a zero date" in m for m in logged)
+    finally:
+        source.close()

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import dataclasses
+import pickle
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cdrsync.source.rows import cdr_row, cel_event, decode_int, decode_text, decode_time
+from cdrsync.model import CdrRow, CelEvent
+from cdrsync.source.rows import (
+    CDR_FIELDS,
+    CEL_FIELDS,
+    cdr_decoder,
+    cdr_row,
+    cel_decoder,
+    cel_event,
+    decode_int,
+    decode_text,
+    decode_time,
+)
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -103,3 +118,105 @@ def test_cel_event():
     assert (event.id, event.eventtype, event.extra) == (17, "LINKEDID_END", "")
     assert event.eventtime == datetime(2024, 3, 1, 10, 0, 5)
     assert event.linkedid == "1.1" and event.appdata == ""
+
+
+# ---- by position: the decoder the reader builds once per result ---------------------------------
+
+_CDR_COLUMNS = ("UniqueID", "calldate", "src", "DURATION", "linkedid", "sequence", "clid")
+
+
+def test_decoder_reads_by_position_like_the_mapping_path():
+    values = ("1.5", datetime(2024, 3, 1, 10, 0, 5), "100 ", 8, "", 2, '"A" <100>')
+    row = cdr_decoder(_CDR_COLUMNS).decode(values)
+    assert row == cdr_row(dict(zip(_CDR_COLUMNS, values)))
+    assert (row.uniqueid, row.linkedid, row.src, row.duration, row.sequence) == (
+        "1.5", "1.5", "100", 8, 2)
+    assert row.dst == "" and row.billsec == 0  # columns the result lacks
+
+
+def test_decoder_general_path_for_odd_values_reports_them():
+    problems: list[str] = []
+    decode = cel_decoder(("id", "eventtype", "eventtime", "uniqueid", "extra", "appdata")).decode
+    event = decode(("7x", None, "0000-00-00 00:00:00", b"1.2 ", 12, "ok\x00"), problems)
+    assert (event.id, event.eventtype, event.eventtime) == (0, "", None)
+    assert (event.uniqueid, event.linkedid, event.extra, event.appdata) == (
+        "1.2", "1.2", "12", "ok")
+    assert len(problems) == 2
+    assert "cel.id" in problems[0] and "cel.eventtime is a zero date" in problems[1]
+
+
+def test_decoder_with_no_text_column_or_one():
+    assert cel_decoder(("id",)).decode((3,)) == CelEvent(id=3, eventtype="", eventtime=None)
+    assert cel_decoder(("eventtype",)).decode(("HANGUP ",)).eventtype == "HANGUP"
+
+
+_ANY = st.one_of(
+    st.none(), st.text(max_size=8), st.binary(max_size=8), st.integers(), st.booleans(),
+    st.floats(), st.decimals(allow_nan=False), st.dates(),
+    st.datetimes(min_value=datetime(1, 1, 1)),
+    st.datetimes(timezones=st.just(timezone.utc)),
+    st.sampled_from(["0000-00-00 00:00:00", "2024-03-01 10:00:05", " 12 ", "a \x00", ""]),
+)
+
+
+def _general(fields: tuple[str, ...], table: str, time_column: str, raw: dict, problems: list):
+    """What every column gives through the general decoders alone: the fast paths must agree."""
+    values = {}
+    for name in fields:
+        label = f"{table}.{name}"
+        if name == time_column:
+            values[name] = decode_time(raw.get(name), problems, label)
+        elif name in ("duration", "billsec", "sequence", "id"):
+            values[name] = decode_int(raw.get(name), problems, label)
+        else:
+            values[name] = decode_text(raw.get(name))
+    values["linkedid"] = values["linkedid"] or values["uniqueid"]
+    return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={name: _ANY for name in CDR_FIELDS}), st.randoms())
+def test_fast_paths_agree_with_the_general_decoders_cdr(raw, rnd):
+    columns = list(raw)
+    rnd.shuffle(columns)
+    problems: list[str] = []
+    got = cdr_decoder(columns).decode(tuple(raw[c] for c in columns), problems)
+    expected: list[str] = []
+    assert got == CdrRow(**_general(CDR_FIELDS, "cdr", "calldate", raw, expected))
+    assert problems == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={name: _ANY for name in CEL_FIELDS}))
+def test_fast_paths_agree_with_the_general_decoders_cel(raw):
+    problems: list[str] = []
+    got = cel_decoder([c.upper() for c in raw]).decode(tuple(raw.values()), problems)
+    expected: list[str] = []
+    assert got == CelEvent(**_general(CEL_FIELDS, "cel", "eventtime", raw, expected))
+    assert problems == expected
+
+
+# ---- CdrRow / CelEvent built without the frozen __init__ ---------------------------------------
+
+def test_from_decoded_is_the_same_frozen_value():
+    values = dict(id=4, eventtype="ANSWER", eventtime=datetime(2024, 3, 1), uniqueid="1.2",
+                  linkedid="1.1", channame="PJSIP/101-1", context="", exten="101", cid_name="",
+                  cid_num="", cid_ani="", cid_rdnis="", cid_dnid="", appname="", appdata="",
+                  peer="", userdeftype="", extra="")
+    fast, slow = CelEvent.from_decoded(dict(values)), CelEvent(**values)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert {fast, slow} == {slow} and dataclasses.astuple(fast) == dataclasses.astuple(slow)
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    assert dataclasses.replace(fast, id=5) == CelEvent(**{**values, "id": 5})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.id = 5  # type: ignore[misc]
+    row = CdrRow.from_decoded({f: CdrRow(calldate=None).__dict__[f] for f in CDR_FIELDS})
+    assert row == CdrRow(calldate=None) and row.key == CdrRow(calldate=None).key
+
+
+def test_from_decoded_refuses_missing_or_unknown_fields():
+    with pytest.raises(TypeError, match="extra"):
+        CelEvent.from_decoded({"id": 1, "eventtype": "X", "eventtime": None})
+    values = {f: "" for f in CDR_FIELDS}
+    with pytest.raises(TypeError, match="bogus"):
+        CdrRow.from_decoded({**values, "bogus": 1})

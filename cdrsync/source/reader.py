@@ -19,7 +19,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, S
 
 from cdrsync.config import redact
 from cdrsync.model import CdrRow, CelEvent
-from cdrsync.source.rows import CDR_FIELDS, CEL_FIELDS, cdr_row, cel_event, decode_time
+from cdrsync.source.rows import (
+    CDR_FIELDS,
+    CEL_FIELDS,
+    RowDecoder,
+    cdr_decoder,
+    cel_decoder,
+    decode_time,
+)
 from cdrsync.state.db import describe
 
 log = logging.getLogger("cdrsync.source")
@@ -83,15 +90,20 @@ class Source:
         except SQLAlchemyError as exc:
             raise self._fail(exc, what) from None
 
-    def _stream(self, stmt: Any, make: Callable[..., Any], what: str) -> Iterator[Any]:
+    def _stream(self, stmt: Any, decoder: Callable[[Sequence[str]], RowDecoder], what: str
+                ) -> Iterator[Any]:
         """Rows decoded as they arrive (server-side cursor): memory stays flat however many
-        match. Consume it to the end promptly: the server holds the query open meanwhile."""
+        match. Consume it to the end promptly: the server holds the query open meanwhile.
+
+        SQLAlchemy's own share of this is small (its `Row`s are compiled): the driver's parsing
+        and our decoding are the cost, so the query stays a plain SQLAlchemy one, any URL."""
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=self._batch
                                                 ).execute(stmt)
+                decode = decoder(tuple(result.keys())).decode
                 for part in result.partitions():
-                    yield from self._decode(part, make)
+                    yield from self._decoded(part, decode)
         except SQLAlchemyError as exc:
             raise self._fail(exc, what) from None
 
@@ -158,16 +170,19 @@ class Source:
         cols = [column(c) for c in CEL_FIELDS if c in self.schema.cel_columns]
         return select(*cols).select_from(self._cel)
 
-    def _decode(self, rows: Sequence[Any], make: Callable[..., Any]) -> list[Any]:
+    def _decode(self, rows: Sequence[Any], decoder: Callable[[Sequence[str]], RowDecoder]
+                ) -> list[Any]:
+        """Rows of one query (SQLAlchemy `Row`s, all with the same columns), decoded."""
         if not rows:
             return []
-        names = rows[0]._fields  # plain dicts: a Row's mapping view is slow to iterate
-        out = []
-        for row in rows:
-            problems: list[str] = []
-            out.append(make(dict(zip(names, row)), problems))
-            for problem in problems:
-                log.debug("row read with a problem: %s", problem)
+        return self._decoded(rows, decoder(rows[0]._fields).decode)
+
+    @staticmethod
+    def _decoded(rows: Sequence[Any], decode: Callable[..., Any]) -> list[Any]:
+        problems: list[str] = []
+        out = [decode(row, problems) for row in rows]
+        for problem in problems:
+            log.debug("row read with a problem: %s", problem)
         return out
 
     # ---- CEL --------------------------------------------------------------------------------
@@ -193,7 +208,7 @@ class Source:
             return iter(())
         stmt = (self._cel_select().where(column("id") > after_id, column("id") < before_id)
                 .order_by(column("id")).limit(limit))
-        return self._stream(stmt, cel_event, "reading cel by id")
+        return self._stream(stmt, cel_decoder, "reading cel by id")
 
     def cel_for_linkedids(self, linkedids: Iterable[str]) -> list[CelEvent]:
         """Every cel event of these linkedids, ordered by id (the true event order)."""
@@ -202,7 +217,7 @@ class Source:
         events: dict[int, CelEvent] = {}
         for part in _chunks(sorted(set(linkedids))):
             stmt = self._cel_select().where(column("linkedid").in_(part))
-            for event in self._decode(self._all(stmt, "reading cel by linkedid"), cel_event):
+            for event in self._decode(self._all(stmt, "reading cel by linkedid"), cel_decoder):
                 events[event.id] = event
         return [events[i] for i in sorted(events)]
 
@@ -271,11 +286,11 @@ class Source:
         if self.schema.has_linkedid:
             for part in _chunks(linked):
                 stmt = bounded(self._cdr_select().where(column("linkedid").in_(part)))
-                keep(self._decode(self._all(stmt, "reading cdr by linkedid"), cdr_row))
+                keep(self._decode(self._all(stmt, "reading cdr by linkedid"), cdr_decoder))
         wanted = set(uniqueids) | (set() if self.schema.has_linkedid else set(linked))
         for part in _chunks(sorted(wanted)):
             stmt = self._cdr_select().where(column("uniqueid").in_(part))
-            keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_row))
+            keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_decoder))
         return list(rows.values())
 
     def cdr_window(self, start_local: datetime, end_local: Optional[datetime] = None
@@ -285,4 +300,5 @@ class Source:
         stmt = self._cdr_select().where(column("calldate") >= self._param_time(start_local))
         if end_local is not None:
             stmt = stmt.where(column("calldate") < self._param_time(end_local))
-        return self._stream(stmt.order_by(column("calldate")), cdr_row, "reading cdr by calldate")
+        return self._stream(stmt.order_by(column("calldate")), cdr_decoder,
+                            "reading cdr by calldate")

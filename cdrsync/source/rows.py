@@ -10,11 +10,12 @@ optional `problems` list so the caller can log it once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Optional
+from operator import itemgetter
+from typing import Any, Callable, Optional
 
 from cdrsync.model import CdrRow, CelEvent
 
@@ -115,53 +116,110 @@ def _note(problems: Optional[list[str]], text: str) -> None:
         problems.append(text)
 
 
-def _lower(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k).lower(): v for k, v in raw.items()}
+_AS_TEXT, _AS_INT, _AS_TIME = 0, 1, 2  # how a column is read
+_BLANKS = " \x00"  # trailing CHAR padding / ODBC NULs, stripped from every text column
 
 
-_AS_TEXT, _AS_INT, _AS_TIME = 0, 1, 2  # how `_decode_row` reads a column
+@dataclass(frozen=True)
+class _Layout:
+    """What a model needs from a row: its fields in order and how each is read."""
+
+    make: Callable[[dict[str, Any]], Any]  # every field decoded -> the model instance
+    table: str  # for the problem lines: "cdr.duration ..."
+    kinds: tuple[tuple[str, int], ...]
+
+    @property
+    def missing(self) -> dict[str, Any]:
+        """Every field, in order, as a column the table lacks leaves it: what NULL decodes to."""
+        return {name: ("", 0, None)[kind] for name, kind in self.kinds}
 
 
-def _plan(names: Iterable[str], time_column: str) -> tuple[tuple[str, int], ...]:
-    return tuple((n, _AS_TIME if n == time_column else _AS_INT if n in _INT_FIELDS else _AS_TEXT)
-                 for n in names)
+def _layout(model: Any, table: str, time_column: str) -> _Layout:
+    kinds = tuple((f.name, _AS_TIME if f.name == time_column
+                   else _AS_INT if f.name in _INT_FIELDS else _AS_TEXT) for f in fields(model))
+    return _Layout(model.from_decoded, table, kinds)
 
 
-_CDR_PLAN = _plan(CDR_FIELDS, "calldate")
-_CEL_PLAN = _plan(CEL_FIELDS, "eventtime")
+_CDR = _layout(CdrRow, "cdr", "calldate")
+_CEL = _layout(CelEvent, "cel", "eventtime")
 
 
-def _decode_row(table: str, plan: tuple[tuple[str, int], ...], raw: Mapping[str, Any],
-                problems: Optional[list[str]]) -> dict[str, Any]:
-    """Column values of one row decoded by kind; an empty `linkedid` becomes the `uniqueid`, so
-    such rows (Asterisk 1.8, rows older than FreePBX's linkedid column) never fall together into
-    one giant "call" with linkedid "". The common shapes (str, int, a plausible datetime) skip
-    the general decoders: backfill decodes every row of the tables."""
-    data = _lower(raw)
-    values: dict[str, Any] = {}
-    for name, kind in plan:
-        value = data.get(name)
-        if kind == _AS_TEXT:
-            values[name] = value.rstrip(" \x00") if type(value) is str else decode_text(value)
-        elif kind == _AS_INT:
-            values[name] = value if type(value) is int else decode_int(
-                value, problems, f"{table}.{name}")
-        elif (type(value) is datetime and value.tzinfo is None
-              and value.year >= _EARLIEST_YEAR):
+def _picker(indexes: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """`row -> tuple of row[i]`; `itemgetter` returns a bare value for a single index."""
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    if not indexes:
+        return lambda row: ()
+    return itemgetter(*indexes)
+
+
+class RowDecoder:
+    """Turns the rows of one result into `CdrRow` / `CelEvent` by position.
+
+    Built once per result from its column names (any case, any order, some missing), so the
+    name matching happens once and not per row: backfill decodes every row of the tables. Per
+    row the common shapes take fast paths: every text column a `str` (stripped by a C-level
+    `map`), counts `int`, a naive datetime from 1971 on. Anything else (NULL, bytes, numbers as
+    text, zero dates, SQLite's text times, Decimal) goes through `decode_text` / `decode_int` /
+    `decode_time`, which report in `problems` whatever they lose. An empty `linkedid` becomes
+    the `uniqueid`, so such rows (Asterisk 1.8, rows older than FreePBX's linkedid column) never
+    fall together into one giant "call" with linkedid "".
+    """
+
+    def __init__(self, layout: _Layout, columns: Iterable[Any]) -> None:
+        position = {str(name).lower(): i for i, name in enumerate(columns)}  # the last one wins
+        present = [(name, kind, position[name]) for name, kind in layout.kinds
+                   if name in position]
+        texts = [(name, i) for name, kind, i in present if kind == _AS_TEXT]
+        self._make = layout.make
+        self._start = layout.missing  # copied per row; the columns present overwrite theirs
+        self._text_names = tuple(name for name, _ in texts)
+        self._pick_texts = _picker([i for _, i in texts])
+        self._blanks = (_BLANKS,) * len(texts)
+        self._others = tuple((name, kind, i, f"{layout.table}.{name}")
+                             for name, kind, i in present if kind != _AS_TEXT)
+
+    def decode(self, row: Sequence[Any], problems: Optional[list[str]] = None) -> Any:
+        """One row (a tuple or SQLAlchemy `Row` with the columns this decoder was built for)."""
+        values = self._start.copy()
+        texts = self._pick_texts(row)
+        try:  # str.rstrip refuses anything but a str: then the general way, column by column
+            values.update(zip(self._text_names, map(str.rstrip, texts, self._blanks)))
+        except TypeError:
+            values.update(zip(self._text_names, map(decode_text, texts)))
+        for name, kind, index, label in self._others:
+            value = row[index]
+            if kind == _AS_INT:
+                if type(value) is not int:
+                    value = decode_int(value, problems, label)
+            elif not (type(value) is datetime and value.tzinfo is None
+                      and value.year >= _EARLIEST_YEAR):
+                value = decode_time(value, problems, label)
             values[name] = value
-        else:
-            values[name] = decode_time(value, problems, f"{table}.{name}")
-    if not values["linkedid"]:
-        values["linkedid"] = values["uniqueid"]
-    return values
+        if not values["linkedid"]:
+            values["linkedid"] = values["uniqueid"]
+        return self._make(values)
+
+
+def cdr_decoder(columns: Iterable[Any]) -> RowDecoder:
+    """A decoder of `cdr` rows with these columns, in this order (names in any case)."""
+    return RowDecoder(_CDR, columns)
+
+
+def cel_decoder(columns: Iterable[Any]) -> RowDecoder:
+    """A decoder of `cel` rows with these columns, in this order (names in any case)."""
+    return RowDecoder(_CEL, columns)
 
 
 def cdr_row(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CdrRow:
     """Build a `CdrRow` from one `cdr` row (column name -> value, any case); missing columns
     take their default."""
-    return CdrRow(**_decode_row("cdr", _CDR_PLAN, raw, problems))
+    items = tuple(raw.items())
+    return cdr_decoder(k for k, _ in items).decode([v for _, v in items], problems)
 
 
 def cel_event(raw: Mapping[str, Any], problems: Optional[list[str]] = None) -> CelEvent:
     """Build a `CelEvent` from one `cel` row (column name -> value, any case)."""
-    return CelEvent(**_decode_row("cel", _CEL_PLAN, raw, problems))
+    items = tuple(raw.items())
+    return cel_decoder(k for k, _ in items).decode([v for _, v in items], problems)
