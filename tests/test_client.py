@@ -7,10 +7,17 @@ import time
 from dataclasses import replace
 
 import pytest
+import requests
 
 from cdrsync.model import Status
 from cdrsync.planfix.client import OK, REJECT, RETRY, UNAUTHORIZED, PlanfixClient
-from cdrsync.planfix.requests import completed_requests, missed_requests, record_request
+from cdrsync.planfix.requests import (
+    MISSED,
+    Request,
+    completed_requests,
+    missed_requests,
+    record_request,
+)
 from tests.planfix_stub import PlanfixStub, make_call, planfix, stub_config  # noqa: F401
 
 
@@ -46,6 +53,64 @@ def test_missed_notice_without_missed_url_is_refused_locally(planfix):  # noqa: 
     outcome = PlanfixClient(replace(cfg.planfix, missed_url="")).send(req)
     assert outcome.kind == REJECT and "missed_url" in outcome.detail
     assert planfix.attempts() == []
+
+
+class _Wire(requests.adapters.BaseAdapter):
+    """Keeps each request as it would go on the wire and answers 200 `{}`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def send(self, request, **_kwargs):  # type: ignore[no-untyped-def]
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        self.sent.append((request.method, request.url, dict(request.headers), body or b""))
+        answer = requests.Response()
+        answer.status_code, answer._content, answer.encoding = 200, b"{}", "utf-8"
+        answer.request, answer.url = request, request.url
+        return answer
+
+    def close(self) -> None:
+        pass
+
+
+def test_requests_go_out_exactly_as_session_post_would_send_them():
+    """The client prepares its requests itself (for speed): same bytes as `session.post`."""
+    cfg = stub_config(planfix={"url": "https://cdrsync:secret@example.planfix.ru/api/telephony",
+                               "missed_url": "https://example.planfix.ru/freepbx"})
+    client = PlanfixClient(cfg.planfix)
+    ours, theirs = _Wire(), _Wire()
+    client.session.mount("https://", ours)
+    reference = requests.Session()
+    reference.headers["User-Agent"] = client.session.headers["User-Agent"]
+    reference.mount("https://", theirs)
+    call = make_call(status=Status.MISSED, answered_by="", final_ext="", rung=("101",))
+    odd = Request("1.1|record", "1.1", "api", {"cmd": "record", "callid": "1.1", "empty": "",
+                                               "record_link": "https://pbx/r?a=1&b=два + три~"})
+    wanted = completed_requests(make_call(), cfg) + missed_requests(call, cfg) + [odd]
+    for round_ in ("no cookies", "a cookie Planfix set"):
+        if round_ != "no cookies":
+            for session in (client.session, reference):
+                session.cookies.set("lb", "node-2", domain="example.planfix.ru", path="/")
+        for req in wanted:
+            assert client.send(req).kind == OK
+            fields = dict(req.fields, planfix_token=cfg.planfix.token)
+            if req.target == MISSED:
+                reference.post(cfg.planfix.missed_url, json=fields, allow_redirects=False)
+            else:
+                reference.post(cfg.planfix.url, data=fields, allow_redirects=False)
+    assert ours.sent == theirs.sent and len(ours.sent) == 2 * len(wanted)
+    assert ours.sent[0][2]["Authorization"].startswith("Basic ")
+    cookies = [headers.get("Cookie") for _m, _u, headers, _b in ours.sent]
+    assert not any(cookies[:len(wanted)]) and "lb=node-2" in cookies[len(wanted):]
+
+
+def test_a_bad_address_is_a_retry_at_every_send():
+    cfg = stub_config(planfix={"url": "https://example.planfix.ru:port/api/telephony"})
+    client = PlanfixClient(cfg.planfix)
+    for _ in range(2):
+        outcome = client.send(record_request("1.1", "https://pbx/r"))
+        assert outcome.kind == RETRY and outcome.detail.startswith("request failed")
 
 
 def test_one_connection_is_reused(planfix):  # noqa: F811

@@ -84,6 +84,30 @@ def test_due_keeps_the_order_of_a_call_and_holds_back_what_must_wait(store):
         assert [e.key for e in ledger.due(conn, T0, after_id=first.id + 1)] == ["2.1|completed"]
 
 
+def test_mark_sent_on_sqlite_writes_what_the_portable_statement_writes(store):
+    """SQLite takes a driver-level shortcut (`exec_driver_sql`); other databases the Core
+    statement. Both must leave the same row."""
+    _record(store, make_call("1.1", rung=("101", "102")))  # COMPLETED + a Cancelled
+    with ledger.transaction(store) as conn:
+        shortcut, portable = ledger.due(conn, T0, include_held=True)
+        ledger.mark_retry(conn, shortcut.id, 1, T0, "HTTP 503", T0)  # attempts 1 -> 2 below
+        ledger.mark_retry(conn, portable.id, 1, T0, "HTTP 503", T0)
+    statements: list[str] = []
+    event.listen(store, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with ledger.transaction(store) as conn:
+        ledger.mark_sent(conn, shortcut.id, T0 + 5)
+        conn.execute(ledger._MARK_SENT, {"entry_id": portable.id, "at": T0 + 5})
+    assert len(statements) == 2  # the shortcut is an SQL statement like any other (counted)
+    columns = [c for c in ledger.outbox.c if c.name not in ("id", "key", "body")]
+    with store.connect() as conn:
+        rows = [tuple(conn.execute(select(*columns).where(ledger.outbox.c.id == entry.id)).one())
+                for entry in (shortcut, portable)]
+    assert rows[0] == rows[1]
+    assert rows[0][columns.index(ledger.outbox.c.state)] == ledger.SENT
+    assert rows[0][columns.index(ledger.outbox.c.attempts)] == 2
+    assert rows[0][columns.index(ledger.outbox.c.sent_at)] == T0 + 5
+
+
 def test_due_with_held_entries_names_what_each_waits_for_and_describes_the_call(store):
     _record(store, make_call("1.1", rung=("101", "102", "103")))  # COMPLETED + 2 Cancelled
     with ledger.transaction(store) as conn:

@@ -15,6 +15,7 @@ The stub runs in a process of its own, as it does for `cdrsync backfill` in test
 (in one process the two would share one GIL and one core).
 
     python -m tests.benchmarks.deliver --requests 20000
+    python -m tests.benchmarks.deliver --requests 10000 --rounds 5  # medians of 5 drains
     python -m tests.benchmarks.deliver --requests 5000 --profile   # cProfile top of the drain
 """
 
@@ -25,6 +26,7 @@ import cProfile
 import io
 import multiprocessing
 import pstats
+import statistics
 import sys
 import tempfile
 import threading
@@ -166,50 +168,70 @@ def http_ceiling(stub: StubProcess, cfg, requests: list[Request]) -> str:
     return span.line(len(requests))
 
 
+def drain_once(stub: StubProcess, args: argparse.Namespace) -> tuple[Span, int, str]:
+    """Fill a fresh store, measure the ceiling (if asked), drain; (span, requests, report)."""
+    with tempfile.TemporaryDirectory(prefix="cdrsync-bench-") as folder:
+        cfg = stub_config(None, state_url=f"sqlite:///{folder}/state.db",
+                          planfix={**stub.planfix, "rate": 0, "timeout": 5,
+                                   "ring_group_cancelled": True})
+        engine = open_store(cfg.state.url)
+        queued = fill(engine, cfg, args.requests)
+        print(f"outbox: {len(queued)} requests", file=sys.stderr)
+        if args.ceiling:
+            ceiling = http_ceiling(stub, cfg, queued[:args.ceiling])
+        counter = Counter(engine)
+        deliverer = Deliverer(engine, PlanfixClient(cfg.planfix), cfg)
+        profiler = cProfile.Profile() if args.profile else None
+        with Span(stub) as span:
+            if profiler:
+                profiler.enable()
+            result = deliverer.drain(threading.Event(), now=lambda: T0 + 1)
+            if profiler:
+                profiler.disable()
+        engine.dispose()
+    accepted = stub.ask("accepted")
+    stub.ask("reset")
+    n = len(queued)
+    if result.sent != n or accepted != n:
+        raise SystemExit(f"drained {result.sent}, stub accepted {accepted}, queued {n}")
+    report = (f"drain: {n} requests in {span.wall:.2f}s = {span.line(n)}; "
+              f"{counter.statements / n:.2f} SQL statements and {counter.commits / n:.3f} "
+              f"commits per request")
+    if args.ceiling:
+        report += f"\nHTTP ceiling (same client -> stub, no store): {ceiling}"
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+        report += "\n" + out.getvalue()
+    return span, n, report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--ceiling", type=int, default=3000,
                         help="requests sent for the bare-HTTP ceiling (0: skip)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the drain")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="drains to run, each on a fresh store; with more than one the "
+                             "medians are printed too (other processes make single runs noisy)")
     args = parser.parse_args(argv)
 
     stub = StubProcess()
+    spans: list[tuple[Span, int]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="cdrsync-bench-") as folder:
-            cfg = stub_config(None, state_url=f"sqlite:///{folder}/state.db",
-                              planfix={**stub.planfix, "rate": 0, "timeout": 5,
-                                       "ring_group_cancelled": True})
-            engine = open_store(cfg.state.url)
-            queued = fill(engine, cfg, args.requests)
-            print(f"outbox: {len(queued)} requests", file=sys.stderr)
-            if args.ceiling:
-                ceiling = http_ceiling(stub, cfg, queued[:args.ceiling])
-            counter = Counter(engine)
-            deliverer = Deliverer(engine, PlanfixClient(cfg.planfix), cfg)
-            profiler = cProfile.Profile() if args.profile else None
-            with Span(stub) as span:
-                if profiler:
-                    profiler.enable()
-                result = deliverer.drain(threading.Event(), now=lambda: T0 + 1)
-                if profiler:
-                    profiler.disable()
-            engine.dispose()
-        accepted = stub.ask("accepted")
+        for _ in range(max(1, args.rounds)):
+            span, n, report = drain_once(stub, args)
+            print(report, flush=True)
+            spans.append((span, n))
     finally:
         stub.close()
-    n = len(queued)
-    if result.sent != n or accepted != n:
-        raise SystemExit(f"drained {result.sent}, stub accepted {accepted}, queued {n}")
-    print(f"drain: {n} requests in {span.wall:.2f}s = {span.line(n)}; "
-          f"{counter.statements / n:.2f} SQL statements and {counter.commits / n:.3f} commits "
-          f"per request")
-    if args.ceiling:
-        print(f"HTTP ceiling (same client -> stub, no store): {ceiling}")
-    if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
-        print(out.getvalue())
+    if len(spans) > 1:
+        print(f"median of {len(spans)} drains: "
+              f"{statistics.median(n / s.wall for s, n in spans):,.0f} requests/s; "
+              f"CPU per request: {statistics.median(s.cpu / n for s, n in spans) * 1e6:,.0f} us "
+              f"here, {statistics.median(s.stub_cpu / n for s, n in spans) * 1e6:,.0f} us in the "
+              "stub")
     return 0
 
 
