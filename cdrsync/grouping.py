@@ -12,6 +12,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
+from operator import attrgetter, itemgetter
 from typing import Callable, Optional
 
 from cdrsync.model import CallRows, CdrRow, CelEvent, ClosedBy
@@ -24,10 +26,11 @@ _EXTRA_UNIQUEID = re.compile(r'"[A-Za-z0-9_]*uniqueid"\s*:\s*"([^"\\]+)"')
 TRANSFER_EVENTS = frozenset({"ATTENDEDTRANSFER", "BLINDTRANSFER", "PICKUP", "LOCAL_OPTIMIZE"})
 
 
+@lru_cache(maxsize=4096)
 def linkedid_key(linkedid: str) -> tuple[int, int, int, str]:
     """Sort key of a linkedid/uniqueid: numerically by (epoch, counter), never as a string
     (`...858.10` comes after `...858.9`); ids that are not `[system-]epoch.n` (ARI UUIDs) after
-    all others, by string."""
+    all others, by string. Cached: interpretation sorts a call's few ids again and again."""
     m = _LINKEDID.match(linkedid.strip())
     if m:
         return (0, int(m.group(1)), int(m.group(2)), linkedid)
@@ -78,9 +81,13 @@ class DisjointSet:
 
     def groups(self) -> list[set[str]]:
         out: dict[str, set[str]] = defaultdict(set)
-        for item in self._parent:
-            out[self.find(item)].add(item)
+        for item, root in self.roots().items():
+            out[root].add(item)
         return list(out.values())
+
+    def roots(self) -> dict[str, str]:
+        """Every item's representative: one `find` each, for callers that look many up."""
+        return {item: self.find(item) for item in list(self._parent)}
 
 
 def link_linkedids(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent]) -> DisjointSet:
@@ -105,7 +112,8 @@ def link_linkedids(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent]) -
         sets.union(a, b)
     for event in cel_events:
         see(event.uniqueid, event.linkedid)
-        named.extend((event.linkedid, u) for u in transfer_uniqueids(event))
+        if event.eventtype in TRANSFER_EVENTS:
+            named.extend((event.linkedid, u) for u in transfer_uniqueids(event))
     for linkedid, uniqueid in named:
         if uniqueid in owners:
             sets.union(linkedid, owners[uniqueid])
@@ -156,15 +164,16 @@ def group_calls(
     sets = link_linkedids(cdr_list, cel_list)
     cdr_by: dict[str, list[CdrRow]] = defaultdict(list)
     cel_by: dict[str, list[CelEvent]] = defaultdict(list)
+    root_of = sets.roots()
     for row in cdr_list:
-        cdr_by[sets.find(row.linkedid)].append(row)
+        cdr_by[root_of[row.linkedid]].append(row)
     for event in cel_list:
-        cel_by[sets.find(event.linkedid)].append(event)
+        cel_by[root_of[event.linkedid]].append(event)
     calls = []
     for members in sets.groups():
-        root = sets.find(next(iter(members)))
-        rows = sorted(cdr_by[root], key=_cdr_order)
-        events = sorted(cel_by[root], key=lambda e: e.id)
+        root = root_of[next(iter(members))]
+        rows = _sorted_cdr(cdr_by[root])
+        events = sorted(cel_by[root], key=attrgetter("id"))
         calls.append(CallRows(
             callid=min(members, key=linkedid_key),
             linkedids=frozenset(members),
@@ -176,9 +185,18 @@ def group_calls(
     return calls
 
 
+def _sorted_cdr(rows: list[CdrRow]) -> list[CdrRow]:
+    """Rows by (calldate, sequence, uniqueid, `key`), then by their repr: rows alike in all of
+    those differ in some other column. The repr is costly, so only worked out when needed."""
+    keys = [_cdr_order(row) for row in rows]
+    if len(set(keys)) < len(keys):
+        keys = [key + (repr(row),) for key, row in zip(keys, rows)]
+    return [row for _, row in sorted(zip(keys, rows), key=itemgetter(0))]
+
+
 def _cdr_order(row: CdrRow) -> tuple:
     stamp = row.calldate.isoformat() if row.calldate else ""
-    return (stamp, row.sequence, linkedid_key(row.uniqueid), row.key, repr(row))
+    return (stamp, row.sequence, linkedid_key(row.uniqueid), row.key)
 
 
 class OpenCall:
@@ -248,9 +266,11 @@ class CallAssembler:
             for uid in transfer_uniqueids(event):
                 call = self._link(call, uid, seen=False)
         call.events.append(event)
-        if when is not None:
-            call.first_time = _pick(min, call.first_time, when)
-            call.last_time = _pick(max, call.last_time, when)
+        if when is not None:  # `_pick` written out: this runs for every event of a backfill
+            if call.first_time is None or when < call.first_time:
+                call.first_time = when
+            if call.last_time is None or when > call.last_time:
+                call.last_time = when
         if event.eventtype == "LINKEDID_END":
             call.ends.append(event.id)
             call.open.discard(lid)

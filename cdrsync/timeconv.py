@@ -9,6 +9,7 @@ channel can be earlier: it tells which of the two instants was meant.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Optional
 from zoneinfo import ZoneInfo
 
@@ -17,8 +18,10 @@ from cdrsync.grouping import linkedid_epoch
 _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by rounding
 
 
+@lru_cache(maxsize=4096)
 def uniqueid_epoch(uniqueid: str) -> Optional[float]:
-    """The creation epoch inside a uniqueid, or None for ids that are not `<epoch>.<n>` (UUIDs)."""
+    """The creation epoch inside a uniqueid, or None for ids that are not `<epoch>.<n>` (UUIDs).
+    Cached: every CDR row of a channel asks again."""
     epoch = linkedid_epoch(uniqueid)
     return None if epoch is None else float(epoch)
 
@@ -28,19 +31,44 @@ def to_utc(local: Optional[datetime], zone: ZoneInfo,
     """Aware UTC time of a naive PBX-local time; `witness` = an epoch the time is not before."""
     if local is None:
         return None
-    try:
-        first = local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
-        second = local.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
-        floor = datetime.fromtimestamp((witness or 0) - _SLACK, tz=timezone.utc)
-    except (OverflowError, ValueError, OSError):  # junk at the ends of the calendar
+    readings = _readings(local, zone)
+    if readings is None:
         return None
-    if first == second or witness is None:
+    first, second = readings
+    if witness is None:
+        return first
+    floor = _floor(witness)
+    if floor is None:
+        return None
+    if first == second:
         return first
     candidates = sorted((first, second))
     later = [c for c in candidates if c >= floor]
     if later:
         return later[0]
     return min(candidates, key=lambda c: abs(c - floor))
+
+
+@lru_cache(maxsize=8192)
+def _readings(local: datetime, zone: ZoneInfo) -> Optional[tuple[datetime, datetime]]:
+    """The two UTC readings (fold 0, fold 1) of a naive local time; equal unless it falls in a
+    DST change. Cached: it is the costly part of `to_utc`, which runs for every CEL event, and
+    the events of a call (and of calls going on together) share their seconds."""
+    try:
+        return (local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc),
+                local.replace(tzinfo=zone, fold=1).astimezone(timezone.utc))
+    except (OverflowError, ValueError, OSError):  # junk at the ends of the calendar
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _floor(witness: float) -> Optional[datetime]:
+    """The earliest instant a time witnessed by `witness` may be, or None for a junk epoch (then
+    the time is unknown). Cached: a channel's events share its witness."""
+    try:
+        return datetime.fromtimestamp(witness - _SLACK, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def seconds(start: Optional[datetime], end: Optional[datetime]) -> int:

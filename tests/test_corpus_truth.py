@@ -16,6 +16,7 @@ import pytest
 
 from cdrsync.config import PbxConfig
 from cdrsync.interpret import interpret
+from cdrsync.interpret.legs import read_cdr, read_cdr_labels
 from cdrsync.model import CallRows
 from tests.corpus import CORPUS, calls_of, corpus_rows
 
@@ -93,6 +94,16 @@ def test_call_with_cel_and_cdr(truth):
 def test_call_with_cdr_only(truth):
     rows = CALLS[truth["linkedid"]]
     _check(truth, CallRows(rows.callid, rows.linkedids, cdr=rows.cdr), cdr_only=True)
+
+
+@pytest.mark.parametrize("pbx", [PBX, PbxConfig(default_country="US", trunk_channels=("^PJSIP/",))])
+def test_cdr_labels_read_as_read_cdr_reads_them(pbx):
+    """A call read from CEL takes its labels from `read_cdr_labels`: the same as `read_cdr`'s."""
+    labels = ("ring_group", "queue", "ivr", "voicemail", "direction_hint")
+    for call in CALLS.values():
+        full, only = read_cdr(call.cdr, pbx, UTC), read_cdr_labels(call.cdr, pbx)
+        assert [getattr(only, n) for n in labels] == [getattr(full, n) for n in labels]
+    assert any(getattr(read_cdr_labels(c.cdr, pbx), n) for c in CALLS.values() for n in labels)
 
 
 def test_ivr_hangup_explains_itself():

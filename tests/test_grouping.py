@@ -70,6 +70,18 @@ def test_duplicates_from_overlapping_reads_are_dropped():
     assert len(calls[0].cdr) == 1 and len(calls[0].cel) == 1
 
 
+def test_rows_alike_but_for_other_columns_keep_one_order():
+    """Rows with the same time, sequence, uniqueid and channels are ordered by their other
+    columns (their repr), whatever order they were read in."""
+    from dataclasses import replace
+
+    rows = [replace(cdr("1.1", "1.1"), dst=dst, disposition=disp)
+            for dst, disp in (("102", "BUSY"), ("101", "ANSWERED"), ("101", "BUSY"))]
+    expected = sorted(rows, key=repr)
+    for order in (rows, rows[::-1], rows[1:] + rows[:1]):
+        assert list(group_calls(order, [])[0].cdr) == expected
+
+
 def _world(seed: int):
     rnd = random.Random(seed)
     rows, events, next_id = [], [], 1

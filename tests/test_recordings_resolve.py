@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cdrsync.config import RecordingsConfig
-from cdrsync.recordings.resolve import find_recording, served_file
+from cdrsync.recordings.resolve import Folders, find_recording, served_file
 from tests.corpus import CORPUS, corpus_rows
 
 ZONE = ZoneInfo("Europe/Moscow")
@@ -172,6 +172,42 @@ def test_uniqueid_must_be_the_whole_tail(root):
     put(root, "2026/11/26/in-1-2-20261126-125734-11795697854.0.wav")
     start = datetime(2026, 11, 26, 9, 57, 34, tzinfo=timezone.utc)
     assert find(root, uids=("1795697854.0",), start=start).state == "none"
+
+
+def test_uniqueid_with_the_system_name_and_its_dashes(root):
+    name = "in-5551000-2125551001-20261126-125734-pbx-east-1795697854.0.wav"
+    put(root, f"2026/11/26/{name}")
+    start = datetime(2026, 11, 26, 9, 57, 34, tzinfo=timezone.utc)
+    found = find(root, uids=("pbx-east-1795697854.0",), start=start)
+    assert found.relpath == f"2026/11/26/{name}"
+    assert find(root, uids=("west-1795697854.0",), start=start).state == "none"
+
+
+def test_calls_of_a_batch_share_the_folder_listings(root):
+    """One `Folders` for many calls finds what each call finds alone, and reads each folder once."""
+    put(root, f"2026/11/26/{NAME}")
+    put(root, "2026/11/26/q-400-2125551006-20261126-125944-1795697984.26.mp3")
+    start = datetime(2026, 11, 26, 9, 57, 34, tzinfo=timezone.utc)
+    calls = [FakeCall((NAME,), start=start),
+             FakeCall(uniqueids=("1795697984.26",), start=start),
+             FakeCall(("gone-20261126-125734-1.2.wav",), ("1.2",), start=start),
+             FakeCall((f"../{NAME}",))]
+    alone = [find_recording(c, cfg_for(root), ZONE, NOW) for c in calls]
+    folders = Folders(str(root))
+    shared = [find_recording(c, cfg_for(root), ZONE, NOW, folders) for c in calls]
+    assert shared == alone
+    assert [f.state for f in shared] == ["ready", "ready", "none", "refused"]
+    put(root, "2026/11/26/late-20261126-125734-1.2.wav")  # the batch's listing was read before
+    assert find_recording(calls[2], cfg_for(root), ZONE, NOW, folders).state == "none"
+    assert find_recording(calls[2], cfg_for(root), ZONE, NOW).state == "ready"
+
+
+def test_folders_of_another_dir_are_not_used(root, tmp_path):
+    put(root, f"2026/11/26/{NAME}")
+    other = tmp_path / "other"
+    other.mkdir()
+    found = find_recording(FakeCall((NAME,)), cfg_for(root), ZONE, NOW, Folders(str(other)))
+    assert found.relpath == f"2026/11/26/{NAME}"
 
 
 # ---- empty, missing, late, growing ------------------------------------------------------------
@@ -344,8 +380,10 @@ def _truth() -> list[dict]:
     return out
 
 
-def test_corpus_recordings(tmp_path):
-    """Candidates and uniqueids come from the real dump rows, as interpretation collects them."""
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "batch"])
+def test_corpus_recordings(tmp_path, shared):
+    """Candidates and uniqueids come from the real dump rows, as interpretation collects them;
+    resolved one by one, and as one batch sharing its folder listings."""
     root = tmp_path / "monitor"
     shutil.copytree(CORPUS / "monitor", root)
     for path in root.rglob("*"):
@@ -359,6 +397,7 @@ def test_corpus_recordings(tmp_path):
     truth = _truth()
     assert len(truth) >= 25
     ready = 0
+    folders = Folders(str(root)) if shared else None
     for case in truth:
         rows, events = calls[case["linkedid"]]
         cands = [r.recordingfile for r in rows if r.recordingfile]
@@ -368,7 +407,7 @@ def test_corpus_recordings(tmp_path):
         first = min(r.calldate for r in rows if r.calldate)
         call = FakeCall(tuple(dict.fromkeys(cands)), tuple(uids),
                         first.replace(tzinfo=timezone.utc), case["linkedid"])
-        found = find_recording(call, cfg_for(root), ZoneInfo("UTC"), NOW)
+        found = find_recording(call, cfg_for(root), ZoneInfo("UTC"), NOW, folders)
         files = case["recording_files"]
         if case["recording_exists"]:
             assert (found.state, found.relpath) == ("ready", files[0]["path"]), case["scenario"]

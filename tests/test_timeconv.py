@@ -35,3 +35,18 @@ def test_seconds_never_negative():
     a = datetime(2026, 1, 1, tzinfo=timezone.utc)
     b = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
     assert (seconds(a, b), seconds(b, a), seconds(None, b)) == (5, 0, 0)
+
+
+def test_a_junk_witness_leaves_the_time_unknown():
+    assert to_utc(datetime(2026, 7, 1, 12, 0), BERLIN, 1e20) is None
+    assert to_utc(datetime(2026, 7, 1, 12, 0), BERLIN, 0.0) == datetime(
+        2026, 7, 1, 10, 0, tzinfo=timezone.utc)
+
+
+def test_cached_readings_do_not_mix_folds_or_zones():
+    """The same wall-clock time, asked with either fold or in another zone, reads alike each time
+    (the readings are cached by local time and zone)."""
+    moscow = ZoneInfo("Europe/Moscow")
+    for _ in range(2):
+        assert to_utc(AMBIGUOUS.replace(fold=1), BERLIN) == to_utc(AMBIGUOUS, BERLIN)
+        assert to_utc(AMBIGUOUS, moscow) == datetime(2026, 10, 24, 23, 30, tzinfo=timezone.utc)

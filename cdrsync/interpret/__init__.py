@@ -20,6 +20,7 @@ read from their rows (`legs`). Decisions where the issue left a choice:
 from __future__ import annotations
 
 import re
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
@@ -27,7 +28,7 @@ from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.bridges import read_cel
 from cdrsync.interpret.direction import decide_direction, first_value
 from cdrsync.interpret.facts import Facts
-from cdrsync.interpret.legs import read_cdr
+from cdrsync.interpret.legs import read_cdr, read_cdr_labels
 from cdrsync.interpret.status import decide_status
 from cdrsync.interpret.transfers import build_path, route_label, talkers
 from cdrsync.model import Call, CallRows, Direction, Leg
@@ -39,14 +40,14 @@ __all__ = ["interpret"]
 
 def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Facts:
     """Facts from CEL when the call has events, else from CDR; CDR fills what CEL lacks."""
-    events = [e for e in rows.cel if e.eventtype != "LINKEDID_END"]
-    if not events and not rows.cdr:
+    has_events = any(e.eventtype != "LINKEDID_END" for e in rows.cel)
+    if not has_events and not rows.cdr:
         raise ValueError(f"call {rows.callid}: no cdr rows and no cel events")
-    if not events:
+    if not has_events:
         return read_cdr(rows.cdr, pbx, zone)
-    facts = read_cel(sorted(rows.cel, key=lambda e: e.id), pbx, zone)
+    facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone)
     if rows.cdr:
-        extra = read_cdr(rows.cdr, pbx, zone)
+        extra = read_cdr_labels(rows.cdr, pbx)
         for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
     return facts

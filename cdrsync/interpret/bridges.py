@@ -42,6 +42,7 @@ class _Chan:
     uniqueid: str
     info: ChanInfo
     first_id: int
+    witness: Optional[float]  # creation epoch in the uniqueid: none of its events is earlier
     context: str = ""
     exten: str = ""
     cid_num: str = ""
@@ -69,30 +70,39 @@ class _Timeline:
         self.by_name: dict[str, str] = {}
         self.times: dict[int, Optional[datetime]] = {}
         self.members: dict[str, list[tuple[str, _Span]]] = {}
+        self._extras: dict[str, dict] = {}
         for event in events:
-            self.times[event.id] = to_utc(event.eventtime, zone, uniqueid_epoch(event.uniqueid))
-            self._add(event)
+            chan = self.chans.get(event.uniqueid)
+            if chan is None:
+                chan = self._new_chan(event)
+            chan.last_id = event.id
+            self.times[event.id] = to_utc(event.eventtime, zone, chan.witness)
+            self._add(event, chan)
         last = max(self.times, default=0)
         for chan in self.chans.values():  # no BRIDGE_EXIT: until the channel ended, else the call
             for span in chan.spans:
                 span.exit = min(span.exit, chan.end_id or last)
 
-    def _chan(self, event: CelEvent) -> _Chan:
-        chan = self.chans.get(event.uniqueid)
-        if chan is None:
-            info = classify(event.channame, self.pbx)
-            chan = _Chan(event.uniqueid, info, event.id, event.context, event.exten,
-                         event.cid_num, event.cid_name)
-            self.chans[event.uniqueid] = chan
-            self.by_name[event.channame] = event.uniqueid
-        chan.last_id = event.id
+    def _new_chan(self, event: CelEvent) -> _Chan:
+        """The channel of the first event seen with its uniqueid."""
+        info = classify(event.channame, self.pbx)
+        chan = _Chan(event.uniqueid, info, event.id, uniqueid_epoch(event.uniqueid),
+                     event.context, event.exten, event.cid_num, event.cid_name)
+        self.chans[event.uniqueid] = chan
+        self.by_name[event.channame] = event.uniqueid
         return chan
 
-    def _add(self, event: CelEvent) -> None:
-        chan = self._chan(event)
+    def _extra(self, event: CelEvent) -> dict:
+        """`extra_of`, read once per text: a bridge's events carry the same (not to be changed)."""
+        found = self._extras.get(event.extra)
+        if found is None:
+            found = self._extras[event.extra] = extra_of(event)
+        return found
+
+    def _add(self, event: CelEvent, chan: _Chan) -> None:
         kind = event.eventtype
         if kind in ("BRIDGE_ENTER", "BRIDGE_START"):
-            extra = extra_of(event)
+            extra = self._extra(event)
             bridge = str(extra.get("bridge_id") or "legacy:" + "|".join(
                 sorted((event.channame, event.peer))))
             holding = extra.get("bridge_technology") == "holding_bridge"
@@ -105,7 +115,7 @@ class _Timeline:
                 peer.spans.append(peer_span)
                 self.members[bridge].append((peer.uniqueid, peer_span))
         elif kind in ("BRIDGE_EXIT", "BRIDGE_END"):
-            bridge = str(extra_of(event).get("bridge_id") or "")
+            bridge = str(self._extra(event).get("bridge_id") or "")
             legacy_peer = self.by_name.get(event.peer, "") if kind == "BRIDGE_END" else ""
             for uid in {chan.uniqueid, legacy_peer}:
                 for span in reversed(self.chans[uid].spans if uid in self.chans else []):
@@ -115,7 +125,7 @@ class _Timeline:
         elif kind == "CHAN_END":
             chan.end_id = event.id
         elif kind == "HANGUP":
-            extra = extra_of(event)
+            extra = self._extra(event)
             cause = str(extra.get("hangupcause", ""))
             chan.hangupcause = int(cause) if cause.isdigit() else chan.hangupcause
             chan.dialstatus = str(extra.get("dialstatus") or chan.dialstatus)
@@ -241,21 +251,27 @@ def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
 
 
 def _read_event(event: CelEvent, root_uid: str, facts: Facts) -> None:
-    kind, app = event.eventtype, event.appname.lower()
-    first_arg = event.appdata.split(",", 1)[0].strip()
+    kind = event.eventtype
     if event.uniqueid == root_uid and event.context.startswith("ivr-"):
         facts.ivr = event.context
     if event.context == "ext-group" and event.exten not in ("s", "h", ""):
         facts.ring_group = facts.ring_group or event.exten
-    if kind == "APP_START" and app == "voicemail":
-        facts.voicemail = first_arg.split("@", 1)[0]
-    elif kind == "APP_START" and app == "queue":
-        facts.queue = facts.queue or first_arg
-    elif kind == "APP_START" and app == "mixmonitor" and first_arg:
-        facts.mixmonitor_files.append(first_arg)
+    if kind == "APP_START":
+        _read_app(event, facts)
     elif kind == "BLINDTRANSFER":
         facts.transfers.append("blind transfer")
     elif kind == "ATTENDEDTRANSFER":
         facts.transfers.append("attended transfer")
     elif kind == "USER_DEFINED" and event.userdeftype.upper() == "CRM_DIRECTION":
         facts.direction_hint = _user_direction(event) or facts.direction_hint
+
+
+def _read_app(event: CelEvent, facts: Facts) -> None:
+    """An APP_START of the voicemail, queue or recording the caller went through."""
+    app, first_arg = event.appname.lower(), event.appdata.split(",", 1)[0].strip()
+    if app == "voicemail":
+        facts.voicemail = first_arg.split("@", 1)[0]
+    elif app == "queue":
+        facts.queue = facts.queue or first_arg
+    elif app == "mixmonitor" and first_arg:
+        facts.mixmonitor_files.append(first_arg)

@@ -54,11 +54,7 @@ def _caller_side(rows: Sequence[CdrRow], root: str, pbx: PbxConfig) -> dict[str,
 
 def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
     """Facts of a call from its CDR rows only."""
-    ordered = sorted(rows, key=_order)
-    root = root_row(ordered)
-    info = classify(root.channel, pbx)
-    facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
-                  caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
+    ordered, root, side, facts = _begin(rows, pbx)
     facts.uniqueids = sorted({r.uniqueid for r in rows if r.uniqueid},
                              key=linkedid_key)
     starts, ends = [], []
@@ -69,7 +65,6 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
             ends.append(_plus(start, row.duration))
     facts.start = min(starts) if starts else None
     facts.end = max(ends) if ends else None
-    side = _caller_side(ordered, root.channel, pbx)
     caller_end = None
     for row in ordered:
         _read_row(row, side, pbx, zone, facts)
@@ -79,6 +74,27 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
             caller_end = max(caller_end, end) if caller_end and end else end or caller_end
     facts.caller_seconds = seconds(facts.start, caller_end)
     return facts
+
+
+def read_cdr_labels(rows: Sequence[CdrRow], pbx: PbxConfig) -> Facts:
+    """Only what the dialplan wrote into the CDR rows: ring group, queue, IVR, voicemail and
+    CRM_DIRECTION, as `read_cdr` reads them. A call read from CEL takes these from its CDR rows
+    and needs nothing else of them, so the times and legs are not worked out for nothing."""
+    ordered, _, side, facts = _begin(rows, pbx)
+    for row in ordered:
+        _read_labels(row, side, facts)
+    return facts
+
+
+def _begin(rows: Sequence[CdrRow], pbx: PbxConfig
+           ) -> tuple[list[CdrRow], CdrRow, dict[str, str], Facts]:
+    """The rows in order, the caller's row, the caller's side and the Facts to fill."""
+    ordered = sorted(rows, key=_order)
+    root = root_row(ordered)
+    info = classify(root.channel, pbx)
+    facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
+                  caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
+    return ordered, root, _caller_side(ordered, root.channel, pbx), facts
 
 
 def _plus(when: datetime, secs: int) -> datetime:
@@ -94,13 +110,12 @@ def _clid_name(clid: str) -> str:
     return found.group(1).strip() if found else ""
 
 
-def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
-              facts: Facts) -> None:
-    on_side = row.channel in side
+def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
+    """CRM_DIRECTION from any row; IVR, ring group, queue and voicemail from the caller's side."""
     if row.userfield and re.fullmatch(r"(?i)(CRM_DIRECTION=)?(INBOUND|OUTBOUND|INTERNAL)",
                                       row.userfield.strip()):
         facts.direction_hint = row.userfield.strip().rsplit("=", 1)[-1].lower()
-    if not on_side:
+    if row.channel not in side:
         return
     app, first_arg = row.lastapp.lower(), row.lastdata.split(",", 1)[0].strip()
     if row.dcontext.startswith("ivr-"):
@@ -113,6 +128,13 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
         facts.queue = facts.queue or row.dst
     if app == "voicemail":
         facts.voicemail = first_arg.split("@", 1)[0]
+
+
+def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
+              facts: Facts) -> None:
+    _read_labels(row, side, facts)
+    if row.channel not in side:
+        return
     if row.disposition:
         facts.dialstatus = row.disposition
     dst = classify(row.dstchannel, pbx) if row.dstchannel else None

@@ -21,13 +21,15 @@ import re
 import stat
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 from zoneinfo import ZoneInfo
 
 from ..config import RecordingsConfig
 
 # Formats a recording may have been written in or converted to, in order of preference.
 FORMATS = ("wav", "gsm", "mp3", "ogg", "opus")
+# File name extension (lower case) -> recording format.
+_FORMAT_OF = {**{fmt: fmt for fmt in FORMATS}, "wav49": "wav"}
 # A file of at most this many bytes holds no sound: a WAV header is 44 bytes (60 for wav49/GSM),
 # an mp3/ogg/opus made of nothing still carries a tag or stream header of a few hundred bytes.
 EMPTY_MAX = {"wav": 60, "gsm": 0, "mp3": 512, "ogg": 512, "opus": 512}
@@ -71,19 +73,23 @@ class _Look:
     relpath: Optional[str] = None
 
 
-def find_recording(call: Recorded, cfg: RecordingsConfig, zone: ZoneInfo, now: float) -> Found:
-    """Resolve the call's recording: the first candidate that exists decides (ready or wait)."""
+def find_recording(call: Recorded, cfg: RecordingsConfig, zone: ZoneInfo, now: float,
+                   folders: Optional[Folders] = None) -> Found:
+    """Resolve the call's recording: the first candidate that exists decides (ready or wait).
+
+    `folders`: listings shared with the other calls of a batch resolved at the same `now`
+    (a `Folders` of `cfg.dir`); by default each call reads the folders it looks at afresh."""
     root = cfg.dir
     if not os.path.isdir(root):
         return Found("none", None, f"recordings dir {root} not found", retry=True)
-    real_root = os.path.realpath(root)
-    folders = _FolderCache(root)
-    days = _call_days(call.start, zone)
+    if folders is None or folders.root != root:
+        folders = Folders(root)
+    day_dirs = [_day_dir(d) for d in _call_days(call.start, zone)]
     refused: list[str] = []
     seen_empty = False
     missing: list[str] = []
     for cand in call.recording_candidates:
-        look = _candidate(cand.strip(), root, real_root, days, folders, cfg.min_age, now)
+        look = _candidate(cand.strip(), day_dirs, folders, cfg.min_age, now)
         if look.state in ("ready", "wait"):
             return _decided(look, refused)
         if look.state == "refused":
@@ -93,12 +99,14 @@ def find_recording(call: Recorded, cfg: RecordingsConfig, zone: ZoneInfo, now: f
             missing.append(look.detail)
         else:
             missing.append(look.detail)
+    # the folders a file named after a uniqueid may be in (those holding no recording at all
+    # need not be searched for each uid)
+    uid_dirs = [d for d in day_dirs + [""] if call.uniqueids and folders.listing(d)]
     for uid in call.uniqueids:
-        if not uid:
+        if not uid or not uid_dirs:
             continue
-        dirs = [_day_dir(d) for d in days] + [""]
-        look = _pick(folders, dirs, lambda name, u=uid: _ends_with_uid(name, u), real_root,
-                     cfg.min_age, now)
+        look = _pick(folders, uid_dirs, lambda listing, u=uid: listing.of_uid(u), cfg.min_age,
+                     now)
         if look.state in ("ready", "wait"):
             return _decided(look, refused)
         seen_empty = seen_empty or look.state == "empty"
@@ -135,8 +143,8 @@ def _decided(look: _Look, refused: list[str]) -> Found:
     return Found("wait", None, look.detail + note, retry=True)
 
 
-def _candidate(cand: str, root: str, real_root: str, days: list[date], folders: _FolderCache,
-               min_age: int, now: float) -> _Look:
+def _candidate(cand: str, day_dirs: list[str], folders: Folders, min_age: int,
+               now: float) -> _Look:
     """Try one PBX-given name in every place and format it may be in."""
     if not cand:
         return _Look("missing", "empty candidate")
@@ -144,7 +152,7 @@ def _candidate(cand: str, root: str, real_root: str, days: list[date], folders: 
     if "\x00" in cand:
         return _Look("refused", f"{shown}: NUL byte in name")
     if os.path.isabs(cand):
-        rel = _relative_to_root(cand, root, real_root)
+        rel = _relative_to_root(cand, folders.root, folders.real_root)
         if rel is None:
             return _Look("refused", f"{shown}: absolute path outside the recordings dir")
     else:
@@ -160,24 +168,27 @@ def _candidate(cand: str, root: str, real_root: str, days: list[date], folders: 
     if len(parts) > 1:
         dirs.append("/".join(parts[:-1]))
     named = _name_day(name)
-    for day in ([named] if named else []) + days:
-        dirs.append(_day_dir(day))
+    if named:
+        dirs.append(_day_dir(named))
+    dirs += day_dirs
     dirs.append("")
     stem = _stem(name)
-    look = _pick(folders, dirs, lambda n: n == name or _stem(n) == stem, real_root, min_age, now)
+    look = _pick(folders, dirs, lambda listing: listing.named(stem), min_age, now)
     if look.state == "missing":
         return _Look("missing", f"{shown}: not in {', '.join(d or '.' for d in _unique(dirs))}")
     return look if look.state != "empty" else _Look("empty", f"{shown}: {look.detail}")
 
 
-def _pick(folders: _FolderCache, dirs: list[str], match, real_root: str, min_age: int,
-          now: float) -> _Look:
-    """The best matching file in the first folder that has one; every variant must be settled."""
+def _pick(folders: Folders, dirs: list[str], wanted: Callable[[_Listing], list[str]],
+          min_age: int, now: float) -> _Look:
+    """The best file `wanted` finds in the first folder that has one; every variant must be
+    settled."""
     for folder in _unique(dirs):
-        names = [n for n in folders.names(folder) if _fmt(n) and match(n)]
+        names = wanted(folders.listing(folder))
         if not names:
             continue
-        names.sort(key=_preference)
+        names = sorted(names, key=_preference)
+        real_root = folders.real_root
         refusals: list[str] = []
         usable: list[tuple[str, os.stat_result]] = []
         empty: list[str] = []
@@ -210,22 +221,58 @@ def _pick(folders: _FolderCache, dirs: list[str], match, real_root: str, min_age
     return _Look("missing", "")
 
 
-class _FolderCache:
-    """Listings of the folders one resolution looks at, each read at most once."""
+class Folders:
+    """Listings of the folders under the recordings dir `root`, each read at most once: those one
+    resolution looks at, or those of a batch of calls resolved together (a busy office's day
+    folder holds thousands of files; reading and indexing it once per call costs milliseconds)."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self._names: dict[str, list[str]] = {}
+        self._listings: dict[str, _Listing] = {}
+        self._real_root: Optional[str] = None
 
-    def names(self, folder: str) -> list[str]:
-        if folder not in self._names:
+    @property
+    def real_root(self) -> str:
+        """The recordings dir with symlinks resolved (what a found file must be inside)."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return self._real_root
+
+    def listing(self, folder: str) -> _Listing:
+        found = self._listings.get(folder)
+        if found is None:
             path = os.path.join(self.root, *folder.split("/")) if folder else self.root
             try:
                 with os.scandir(path) as it:
-                    self._names[folder] = [e.name for e in it]
+                    found = _Listing([e.name for e in it])
             except OSError:  # no such day folder, or not a folder
-                self._names[folder] = []
-        return self._names[folder]
+                found = _Listing([])
+            self._listings[folder] = found
+        return found
+
+
+class _Listing:
+    """The recording files of one folder, by the last `-` part of their stem: FreePBX names end
+    with `-<uniqueid>`, so a call's files are found without going through the whole folder."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._by_tail: dict[str, list[str]] = {}
+        for name in names:  # `_fmt`, `_stem` and `_tail` inline: a folder may hold thousands
+            stem, dot, ext = name.rpartition(".")
+            if dot and ext.lower() in _FORMAT_OF:
+                self._by_tail.setdefault(stem.rpartition("-")[2], []).append(name)
+
+    def __bool__(self) -> bool:
+        """Whether the folder holds any recording file."""
+        return bool(self._by_tail)
+
+    def named(self, stem: str) -> list[str]:
+        """The files of the recording called `stem` (its name without the format extension)."""
+        return [n for n in self._by_tail.get(_tail(stem), ()) if _stem(n) == stem]
+
+    def of_uid(self, uid: str) -> list[str]:
+        """The files whose stem ends with `-<uid>`."""
+        return [n for n in self._by_tail.get(_tail(uid), ()) if _ends_with_uid(n, uid)]
 
 
 def _call_days(start: Optional[datetime], zone: ZoneInfo) -> list[date]:
@@ -257,9 +304,7 @@ def _stem(name: str) -> str:
 
 def _fmt(name: str) -> str:
     """The recording format of a file name ('wav' for wav/WAV/wav49), or '' for other files."""
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    ext = "wav" if ext == "wav49" else ext
-    return ext if ext in FORMATS else ""
+    return _FORMAT_OF.get(name.rsplit(".", 1)[-1].lower(), "") if "." in name else ""
 
 
 def _preference(name: str) -> tuple[int, str]:
@@ -268,6 +313,12 @@ def _preference(name: str) -> tuple[int, str]:
 
 def _ends_with_uid(name: str, uid: str) -> bool:
     return _stem(name).endswith("-" + uid)
+
+
+def _tail(stem: str) -> str:
+    """What follows the last `-` (all of it when there is none): the same for a stem that ends
+    with `-<uid>` and for the uid itself, even when the uid holds dashes."""
+    return stem.rsplit("-", 1)[-1]
 
 
 def _relative_to_root(path: str, root: str, real_root: str) -> Optional[str]:
