@@ -28,7 +28,7 @@ from .planfix.client import PlanfixClient
 from .recordings import late
 from .recordings.convert import playable
 from .recordings.links import make_link
-from .recordings.resolve import find_recording
+from .recordings.resolve import Folders, find_recording
 from .source.reader import Source
 from .state import ledger
 from .state.db import open_store
@@ -175,6 +175,7 @@ class Pipeline:
 
     def _prepare(self, calls: list[CallRows], notify_missed: bool, now: float,
                  result: PassResult) -> Iterator[Prepared]:
+        folders = Folders(self.cfg.recordings.dir)  # each recordings folder listed once a batch
         for rows in calls:
             try:
                 call = interpret(rows, self.cfg.pbx, self.zone)
@@ -185,7 +186,7 @@ class Pipeline:
                 continue
             for reason in call.reasons:
                 log.debug("call %s: %s", call.callid, reason)
-            link, recorded, awaited = self._recording(call, now)
+            link, recorded, awaited = self._recording(call, now, folders)
             requests = pfreq.completed_requests(call, self.cfg, record_link=link,
                                                 recorded=recorded)
             # a late `cmd=record` only makes sense for a call Planfix got a COMPLETED for
@@ -194,9 +195,10 @@ class Pipeline:
                 requests += pfreq.missed_requests(call, self.cfg)
             yield Prepared(call, rows.linkedids, requests, awaited)
 
-    def _recording(self, call: Call, now: float) -> tuple[str, bool, bool]:
-        """(record_link, is_recorded, still awaited) for a call."""
-        found = find_recording(call, self.cfg.recordings, self.zone, now)
+    def _recording(self, call: Call, now: float, folders: Folders) -> tuple[str, bool, bool]:
+        """(record_link, is_recorded, still awaited) for a call. A file that appears after
+        `folders` listed its folder counts as not there yet: the late-recording look finds it."""
+        found = find_recording(call, self.cfg.recordings, self.zone, now, folders)
         if found.state == "refused":
             log.warning("call %s: recording refused: %s", call.callid, found.reason)
             return "", False, False
@@ -238,9 +240,10 @@ class Pipeline:
         if not self.cfg.recordings.base_url or now - self._late_checked_at < LATE_EVERY:
             return
         self._late_checked_at = now
+        folders = Folders(self.cfg.recordings.dir)
         with ledger.transaction(self.store) as conn:
             for item in late.due(conn, now):
-                found = find_recording(item.call, self.cfg.recordings, self.zone, now)
+                found = find_recording(item.call, self.cfg.recordings, self.zone, now, folders)
                 if found.state == "ready" and found.relpath:
                     url, is_temp = self._link(found.relpath, now)
                     ledger.add_requests(conn, [pfreq.record_request(item.call.callid, url,
