@@ -181,24 +181,18 @@ def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
     store = open_store(cfg.state.url)
     client = PlanfixClient(cfg.planfix)
     deliverer = Deliverer(store, client, cfg)
-    done = DrainResult()  # the drains that have ended
-
-    def publish(current: DrainResult) -> None:
-        shared[SENT] = done.sent + current.sent
-        shared[RETRIED] = done.retried + current.retried
-        shared[FAILED] = done.failed + current.failed
-        shared[SKIPPED] = done.skipped + current.skipped
-        shared[HANDLED] = shared[SENT] + shared[FAILED] + shared[SKIPPED]
-
     try:
         while True:
             last = bool(shared[DONE])  # everything is recorded: this drain is the final one
+            before = [shared[i] for i in _COUNTS]  # what the drains that have ended did
+
+            def publish(current: DrainResult, before: list[int] = before) -> None:
+                for i, done, now in zip(_COUNTS, before, _counts(current)):
+                    shared[i] = done + now
+                shared[HANDLED] = shared[SENT] + shared[FAILED] + shared[SKIPPED]
+
             got = deliverer.drain(stop, watch=publish)  # type: ignore[arg-type]
             publish(got)
-            done.sent += got.sent
-            done.retried += got.retried
-            done.failed += got.failed
-            done.skipped += got.skipped
             shared[STALLED] = int(got.stalled)
             if got.unauthorized:
                 shared[UNAUTHORIZED] = 1
@@ -209,3 +203,10 @@ def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
     finally:
         client.close()
         store.dispose()
+
+
+_COUNTS = (SENT, RETRIED, FAILED, SKIPPED)  # the shared totals of the DrainResult counts
+
+
+def _counts(result: DrainResult) -> tuple[int, int, int, int]:
+    return (result.sent, result.retried, result.failed, result.skipped)
