@@ -57,10 +57,7 @@ class CdrRow:
     cnum: str = ""
     cnam: str = ""
     outbound_cnum: str = ""
-    outbound_cnam: str = ""
-    accountcode: str = ""
     userfield: str = ""
-    peeraccount: str = ""
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -89,9 +86,6 @@ class CelEvent:
     exten: str = ""
     cid_name: str = ""
     cid_num: str = ""
-    cid_ani: str = ""
-    cid_rdnis: str = ""
-    cid_dnid: str = ""
     appname: str = ""
     appdata: str = ""
     peer: str = ""

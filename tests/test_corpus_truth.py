@@ -18,6 +18,7 @@ from cdrsync.config import PbxConfig
 from cdrsync.interpret import interpret
 from cdrsync.interpret.legs import read_cdr, read_cdr_labels
 from cdrsync.model import CallRows
+from cdrsync.source.reader import UNREAD_EVENTS
 from tests.corpus import CORPUS, calls_of, corpus_rows
 
 PBX = PbxConfig(default_country="US")
@@ -104,6 +105,17 @@ def test_cdr_labels_read_as_read_cdr_reads_them(pbx):
         full, only = read_cdr(call.cdr, pbx, UTC), read_cdr_labels(call.cdr, pbx)
         assert [getattr(only, n) for n in labels] == [getattr(full, n) for n in labels]
     assert any(getattr(read_cdr_labels(c.cdr, pbx), n) for c in CALLS.values() for n in labels)
+
+
+def test_events_cdrsync_does_not_read_change_no_call():
+    """The reader leaves UNREAD_EVENTS in the table: every call reads the same without them."""
+    unread = 0
+    for rows in CALLS.values():
+        kept = tuple(e for e in rows.cel if e.eventtype not in UNREAD_EVENTS)
+        unread += len(rows.cel) - len(kept)
+        assert interpret(CallRows(rows.callid, rows.linkedids, rows.cdr, kept), PBX, UTC) == \
+            interpret(rows, PBX, UTC)
+    assert unread > 100
 
 
 def test_ivr_hangup_explains_itself():

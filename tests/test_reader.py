@@ -56,6 +56,13 @@ def _exercise(db) -> None:
         assert source.cel_id_at(T0 + timedelta(seconds=30)) == 4
         assert source.cel_id_at(T0 - timedelta(days=1)) == 1
         assert source.cel_id_at(T0 + timedelta(days=1)) == 10
+        # events no interpretation looks at are not even read
+        t, lid = T0 + timedelta(minutes=1, seconds=5), "1709276460.2"
+        db.insert_cel([{"eventtype": kind, "eventtime": t, "uniqueid": lid, "linkedid": lid}
+                       for kind in ("APP_START", "APP_END", "STREAM_BEGIN", "DTMF", "ANSWER")])
+        assert [e.eventtype for e in source.cel_for_linkedids([lid])] == [
+            "CHAN_START", "CHAN_START", "LINKEDID_END", "APP_START", "ANSWER"]
+        assert [e.id for e in source.cel_range(9, 100, 10)] == [10, 14]
     finally:
         source.close()
 
