@@ -180,7 +180,7 @@ def _main(cfg: Config, shared: Any, report: Any, parent: int) -> None:
 def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
     store = open_store(cfg.state.url)
     client = PlanfixClient(cfg.planfix)
-    deliverer = Deliverer(store, client, cfg)
+    deliverer = Deliverer(store, client, cfg, keep_lags=False)
     try:
         while True:
             last = bool(shared[DONE])  # everything is recorded: this drain is the final one

@@ -532,5 +532,13 @@ def test_each_delivered_call_reports_its_lag_from_the_call_end(tmp_path):
                                now=ended.timestamp())
         result = Deliverer(store, PlanfixClient(cfg.planfix), cfg).drain(
             threading.Event(), now=lambda: ended.timestamp() + 30)
-    assert result.sent == 2
-    assert result.lags == [30.0]
+        assert result.sent == 2
+        assert result.lags == [30.0]
+        # backfill's courier drains for hours: it keeps no lags (one per call would pile up)
+        other = make_call("8.8", end=ended, start=ended - timedelta(seconds=40))
+        with ledger.transaction(store) as conn:
+            ledger.record_call(conn, other, ["8.8"], completed_requests(other, cfg), "backfill",
+                               now=ended.timestamp())
+        quiet = Deliverer(store, PlanfixClient(cfg.planfix), cfg, keep_lags=False).drain(
+            threading.Event(), now=lambda: ended.timestamp() + 30)
+    assert quiet.sent == 1 and quiet.lags == []
