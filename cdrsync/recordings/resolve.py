@@ -257,10 +257,9 @@ class _Listing:
 
     def __init__(self, names: list[str]) -> None:
         self._by_tail: dict[str, list[str]] = {}
-        for name in names:  # `_fmt`, `_stem` and `_tail` inline: a folder may hold thousands
-            stem, dot, ext = name.rpartition(".")
-            if dot and ext.lower() in _FORMAT_OF:
-                self._by_tail.setdefault(stem.rpartition("-")[2], []).append(name)
+        for name in names:
+            if _fmt(name):
+                self._by_tail.setdefault(_tail(_stem(name)), []).append(name)
 
     def __bool__(self) -> bool:
         """Whether the folder holds any recording file."""
