@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from pymysql.constants import FIELD_TYPE
+from pymysql.converters import convert_datetime
 from sqlalchemy import create_engine, text
 
-from cdrsync.source.reader import Source, SourceError
+from cdrsync.source.reader import Source, SourceError, mysql_datetime
 from tests.corpus import CORPUS as CORPUS_DIR
 
 CORPUS = str(CORPUS_DIR / "asteriskcdrdb-cdr-cel.sql")
@@ -175,5 +177,31 @@ def test_odd_values_are_decoded_and_logged_on_the_way(sqlite_pbx, caplog):
         logged = [r.getMessage() for r in caplog.records]
         assert any("cdr.duration 'abc' is not a number" in m for m in logged)
         assert any("cel.eventtime is a zero date" in m for m in logged)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("text", [
+    "2024-03-01 10:00:05", "2024-03-01 10:00:05.25", "2024-03-01 10:00:05.123456",
+    "2024-03-01 10:00:05.1234", "0000-00-00 00:00:00", "2024-02-31 10:00:00", "2024-03-01 24:00:00",
+])
+def test_fast_mysql_datetime_reads_as_pymysql_does(text):
+    assert mysql_datetime(text) == convert_datetime(text)
+    assert type(mysql_datetime(text)) is type(convert_datetime(text))
+
+
+def test_pymysql_source_reads_datetimes_with_the_fast_converter(pbx_db):
+    source = Source(pbx_db.ro_url)
+    try:
+        with source.engine.connect() as conn:
+            got = conn.exec_driver_sql(
+                "SELECT CAST('2024-03-01 10:00:05.25' AS DATETIME(6)), "
+                "CAST('2024-03-01 10:00:05' AS DATETIME), TIMESTAMP('2024-03-01 10:00:06')"
+            ).one()
+            decoders = conn.connection.dbapi_connection.decoders
+        assert tuple(got) == (datetime(2024, 3, 1, 10, 0, 5, 250000), T0.replace(second=5),
+                              T0.replace(second=6))
+        assert {decoders[t] for t in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP)} == {
+            mysql_datetime}
     finally:
         source.close()

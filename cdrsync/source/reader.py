@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Optional
 
+from pymysql.constants import FIELD_TYPE
+from pymysql.converters import conversions, convert_datetime
 from sqlalchemy import Engine, column, create_engine, func, inspect, or_, select, table
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
 from cdrsync.config import redact
@@ -54,6 +57,26 @@ class SourceSchema:
     reason: str  # why cel_mode is what it is, for `check` and the log
 
 
+def _driver_options(url: URL) -> dict[str, Any]:
+    """PyMySQL reads each DATETIME through a regular expression (about 2 µs, and every cel row
+    has one): this hands it `mysql_datetime` instead. Other drivers parse in C already."""
+    if url.get_driver_name() != "pymysql":
+        return {}
+    conv = dict(conversions)
+    conv[FIELD_TYPE.DATETIME] = conv[FIELD_TYPE.TIMESTAMP] = mysql_datetime
+    return {"connect_args": {"conv": conv}}
+
+
+def mysql_datetime(text: str) -> Any:
+    """A DATETIME as MySQL sends it (`2024-03-01 10:00:05[.fraction]`), parsed in C by
+    `datetime.fromisoformat`; anything that refuses (zero dates, impossible days, fractions older
+    Pythons do not take) goes to PyMySQL's own converter, so values come out exactly as before."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return convert_datetime(text)
+
+
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
@@ -68,7 +91,8 @@ class Source:
         self._batch = max(1, batch)
         self._schema: Optional[SourceSchema] = None
         try:
-            self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+            self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True,
+                                                **_driver_options(make_url(url)))
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise SourceError(f"source.url: {redact(str(exc))}") from None
         self._cdr = table("cdr")
