@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import replace
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
-import requests
+import urllib3
 
 from cdrsync.model import Status
-from cdrsync.planfix.client import OK, REJECT, RETRY, UNAUTHORIZED, PlanfixClient
+from cdrsync.planfix.client import (
+    OK,
+    REJECT,
+    RETRY,
+    UNAUTHORIZED,
+    PlanfixClient,
+    _form_body,
+    _json_body,
+)
 from cdrsync.planfix.requests import (
     MISSED,
-    Request,
     completed_requests,
     missed_requests,
     record_request,
@@ -55,54 +68,100 @@ def test_missed_notice_without_missed_url_is_refused_locally(planfix):  # noqa: 
     assert planfix.attempts() == []
 
 
-class _Wire(requests.adapters.BaseAdapter):
-    """Keeps each request as it would go on the wire and answers 200 `{}`."""
+class _Capture:
+    """An HTTP server on loopback that keeps the raw bytes of each request it is sent and answers
+    200 `{}`: the wire as a proxy or Planfix would see it."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def send(self, request, **_kwargs):  # type: ignore[no-untyped-def]
-        body = request.body.encode() if isinstance(request.body, str) else request.body
-        self.sent.append((request.method, request.url, dict(request.headers), body or b""))
-        answer = requests.Response()
-        answer.status_code, answer._content, answer.encoding = 200, b"{}", "utf-8"
-        answer.request, answer.url = request, request.url
-        return answer
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    head, rest = buffer.split(b"\r\n\r\n", 1)
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                    if len(rest) < length:
+                        break
+                    self.requests.append(head + b"\r\n\r\n" + rest[:length])
+                    buffer = rest[length:]
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}")
 
     def close(self) -> None:
-        pass
+        self._server.close()
 
 
-def test_requests_go_out_exactly_as_session_post_would_send_them():
-    """The client prepares its requests itself (for speed): same bytes as `session.post`."""
-    cfg = stub_config(planfix={"url": "https://cdrsync:secret@example.planfix.ru/api/telephony",
-                               "missed_url": "https://example.planfix.ru/freepbx"})
-    client = PlanfixClient(cfg.planfix)
-    ours, theirs = _Wire(), _Wire()
-    client.session.mount("https://", ours)
-    reference = requests.Session()
-    reference.headers["User-Agent"] = client.session.headers["User-Agent"]
-    reference.mount("https://", theirs)
-    call = make_call(status=Status.MISSED, answered_by="", final_ext="", rung=("101",))
-    odd = Request("1.1|record", "1.1", "api", {"cmd": "record", "callid": "1.1", "empty": "",
-                                               "record_link": "https://pbx/r?a=1&b=два + три~"})
-    wanted = completed_requests(make_call(), cfg) + missed_requests(call, cfg) + [odd]
-    for round_ in ("no cookies", "a cookie Planfix set"):
-        if round_ != "no cookies":
-            for session in (client.session, reference):
-                session.cookies.set("lb", "node-2", domain="example.planfix.ru", path="/")
-        for req in wanted:
-            assert client.send(req).kind == OK
-            fields = dict(req.fields, planfix_token=cfg.planfix.token)
-            if req.target == MISSED:
-                reference.post(cfg.planfix.missed_url, json=fields, allow_redirects=False)
-            else:
-                reference.post(cfg.planfix.url, data=fields, allow_redirects=False)
-    assert ours.sent == theirs.sent and len(ours.sent) == 2 * len(wanted)
-    assert ours.sent[0][2]["Authorization"].startswith("Basic ")
-    cookies = [headers.get("Cookie") for _m, _u, headers, _b in ours.sent]
-    assert not any(cookies[:len(wanted)]) and "lb=node-2" in cookies[len(wanted):]
+def test_form_and_json_bodies_are_what_urlencode_and_json_make():
+    fields = {"cmd": "record", "callid": "1.1", "empty": "", "gone": None, "n": 42,
+              "record_link": "https://pbx/r?a=1&b=два + три~", "name": "O'Neil & Co"}
+    assert _form_body(fields) == urlencode(
+        {k: v for k, v in fields.items() if v is not None}).encode("ascii")
+    assert json.loads(_json_body(fields)) == fields
+
+
+def test_what_goes_on_the_wire_with_credentials_in_the_address():
+    wire = _Capture()
+    try:
+        cfg = stub_config(planfix={"url": f"http://cdrsync:secret@127.0.0.1:{wire.port}/api/x",
+                                   "missed_url": f"http://127.0.0.1:{wire.port}/freepbx"})
+        client = PlanfixClient(cfg.planfix)
+        call = make_call(status=Status.MISSED, answered_by="", final_ext="", rung=("101",))
+        wanted = completed_requests(make_call(), cfg) + missed_requests(call, cfg)
+        assert [client.send(req).kind for req in wanted] == [OK] * len(wanted)
+    finally:
+        wire.close()
+    assert len(wire.requests) == len(wanted)
+    for req, raw in zip(wanted, wire.requests):
+        head, body = raw.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        fields = dict(req.fields, planfix_token=cfg.planfix.token)
+        if req.target == MISSED:
+            assert lines[0] == "POST /freepbx HTTP/1.1" and "authorization" not in headers
+            assert headers["content-type"] == "application/json" and json.loads(body) == fields
+        else:
+            assert lines[0] == "POST /api/x HTTP/1.1"
+            assert headers["authorization"] == "Basic " + base64.b64encode(b"cdrsync:secret"
+                                                                          ).decode()
+            assert headers["content-type"] == "application/x-www-form-urlencoded"
+            assert dict(parse_qsl(body.decode(), keep_blank_values=True)) == {
+                k: str(v) for k, v in fields.items() if v is not None}
+        assert headers["user-agent"].startswith("cdrsync/")
+        assert headers["host"] == f"127.0.0.1:{wire.port}"
+
+
+def test_the_proxy_of_the_environment_is_used_and_no_proxy_honoured(planfix, monkeypatch):  # noqa: F811
+    proxy = _Capture()
+    try:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("no_proxy", "localhost")
+        cfg = stub_config(planfix={"url": "http://planfix.invalid/api/telephony"})
+        assert PlanfixClient(cfg.planfix).send(record_request("1.1", "https://pbx/r")).kind == OK
+    finally:
+        proxy.close()
+    [raw] = proxy.requests
+    assert raw.startswith(b"POST http://planfix.invalid/api/telephony HTTP/1.1\r\n")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    client, _ = _client(planfix)
+    assert client.send(record_request("1.2", "https://pbx/r")).kind == OK
+    assert planfix.callids("record") == ["1.2"]
 
 
 def test_a_bad_address_is_a_retry_at_every_send():
@@ -206,22 +265,27 @@ def test_tls_is_verified_and_a_ca_bundle_makes_a_private_ca_work(tmp_path):
 
 def test_stub_speaks_the_documented_protocol(planfix):  # noqa: F811
     """The stand-in must refuse what Planfix refuses, or delivery tests prove nothing."""
-    import requests
+    http = urllib3.PoolManager()
 
-    post = requests.Session().post
+    def post(url, data=None, as_json=None):
+        if as_json is not None:
+            return http.request("POST", url, body=json.dumps(as_json),
+                                headers={"Content-Type": "application/json"})
+        return http.request("POST", url, fields=data, encode_multipart=False)
+
     token = {"planfix_token": planfix.token}
     completed = {"cmd": "event", "event": "COMPLETED", "type": "in", "phone": "+7", "ext": "101",
                  "callid": "1.1", "duration": "5", "is_recorded": "0", "status": "Success"}
-    assert post(planfix.url, data={**completed, **token}).status_code == 200
+    assert post(planfix.url, data={**completed, **token}).status == 200
     for missing in ("callid", "type", "duration", "status"):
         bad = {k: v for k, v in completed.items() if k != missing}
         answer = post(planfix.url, data={**bad, **token})
-        assert (answer.status_code, answer.json()) == (400, {"error": "Invalid parameters"})
-    assert post(planfix.url, data={**completed, "type": "x", **token}).status_code == 400
-    assert post(planfix.url, data={**completed, "planfix_token": "nope"}).status_code == 401
+        assert (answer.status, json.loads(answer.data)) == (400, {"error": "Invalid parameters"})
+    assert post(planfix.url, data={**completed, "type": "x", **token}).status == 400
+    assert post(planfix.url, data={**completed, "planfix_token": "nope"}).status == 401
     notice = {"event": "callMissedNotify", "uniqueId": "1.1", "intNum": "101", "extNum": "+7"}
-    assert post(planfix.missed_url, json={**notice, **token}).status_code == 200
-    assert post(planfix.missed_url, json=notice).status_code == 401
+    assert post(planfix.missed_url, as_json={**notice, **token}).status == 200
+    assert post(planfix.missed_url, as_json=notice).status == 401
     del notice["intNum"]
-    assert post(planfix.missed_url, json={**notice, **token}).status_code == 400
+    assert post(planfix.missed_url, as_json={**notice, **token}).status == 400
     assert planfix.callids() == ["1.1"] and planfix.callids("callMissedNotify") == ["1.1"]
