@@ -64,15 +64,15 @@ class Call:
         db.insert_cel(self.cel_rows(end))
 
     def cel_rows(self, end: bool = True) -> list[dict]:
-        """CHAN_START x2 at its start; CHAN_END x2 (and LINKEDID_END) at its end."""
+        """CHAN_START x2 at its start; HANGUP x2 (and LINKEDID_END) at its end."""
         lid, t = self.linkedid, self.start
         rows = [{"eventtype": "CHAN_START", "eventtime": local(t), "uniqueid": lid,
                  "linkedid": lid},
                 {"eventtype": "CHAN_START", "eventtime": local(t), "uniqueid": self.phone,
                  "linkedid": lid},
-                {"eventtype": "CHAN_END", "eventtime": local(t + self.duration),
+                {"eventtype": "HANGUP", "eventtime": local(t + self.duration),
                  "uniqueid": self.phone, "linkedid": lid},
-                {"eventtype": "CHAN_END", "eventtime": local(t + self.duration), "uniqueid": lid,
+                {"eventtype": "HANGUP", "eventtime": local(t + self.duration), "uniqueid": lid,
                  "linkedid": lid}]
         if end:
             rows.append({"eventtype": "LINKEDID_END", "eventtime": local(t + self.duration),

@@ -252,6 +252,22 @@ def test_parked_call_retrieved_by_another_phone():
     assert call.path == ("101", "transfer", "102")
 
 
+def test_a_lost_bridge_exit_ends_the_talk_at_the_phones_hangup():
+    """CEL lost the phone's BRIDGE_EXIT (a reload): its HANGUP ends its time in the bridge, not
+    the end of the call (the reader never reads CHAN_END, so HANGUP is the channel's end)."""
+    events = cel("""
+    | type         | time     | uid   | chan            | context   | cid        | bridge |
+    | CHAN_START   | 09:30:00 | 300.1 | PJSIP/carrier-7 | from-pstn | 4951234567 |        |
+    | CHAN_START   | 09:30:01 | 300.2 | PJSIP/103-8     | from-internal |        |        |
+    | BRIDGE_ENTER | 09:30:03 | 300.2 | PJSIP/103-8     |           |            | b7     |
+    | BRIDGE_ENTER | 09:30:03 | 300.1 | PJSIP/carrier-7 |           |            | b7     |
+    | HANGUP       | 09:30:13 | 300.2 | PJSIP/103-8     |           |            |        |
+    | BRIDGE_EXIT  | 09:31:00 | 300.1 | PJSIP/carrier-7 |           |            | b7     |
+    | HANGUP       | 09:31:00 | 300.1 | PJSIP/carrier-7 |           |            |        |
+    """, linkedid="300.1")
+    assert summary(run(cel_rows=events)) == ("inbound", "Success", "103", 10)
+
+
 # --- outbound (corpus s10..s12b; NotAllowed from FreePBX bad-number: NoCDR(), so CEL only)
 
 @pytest.mark.parametrize("dialstatus, cause, status", [

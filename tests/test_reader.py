@@ -61,7 +61,8 @@ def _exercise(db) -> None:
         # events no interpretation looks at are not even read
         t, lid = T0 + timedelta(minutes=1, seconds=5), "1709276460.2"
         db.insert_cel([{"eventtype": kind, "eventtime": t, "uniqueid": lid, "linkedid": lid}
-                       for kind in ("APP_START", "APP_END", "STREAM_BEGIN", "DTMF", "ANSWER")])
+                       for kind in ("APP_START", "APP_END", "STREAM_BEGIN", "DTMF", "ANSWER",
+                                    "CHAN_END")])
         assert [e.eventtype for e in source.cel_for_linkedids([lid])] == [
             "CHAN_START", "CHAN_START", "LINKEDID_END", "APP_START", "ANSWER"]
         assert [e.id for e in source.cel_range(9, 100, 10)] == [10, 14]

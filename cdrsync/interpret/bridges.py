@@ -49,7 +49,7 @@ class _Chan:
     cid_name: str = ""
     spans: list[_Span] = field(default_factory=list)
     last_id: int = 0
-    end_id: int = 0  # CHAN_END
+    end_id: int = 0  # HANGUP (its CHAN_END follows; the reader skips those)
     hangupcause: Optional[int] = None
     dialstatus: str = ""
 
@@ -122,9 +122,8 @@ class _Timeline:
                     if span.exit > event.id and (not bridge or span.bridge == bridge):
                         span.exit = event.id
                         break
-        elif kind == "CHAN_END":
-            chan.end_id = event.id
         elif kind == "HANGUP":
+            chan.end_id = event.id
             extra = self._extra(event)
             cause = str(extra.get("hangupcause", ""))
             chan.hangupcause = int(cause) if cause.isdigit() else chan.hangupcause
