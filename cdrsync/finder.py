@@ -77,6 +77,8 @@ class Discovery:
     commit: Callable[[Connection], None]
     notes: list[str] = field(default_factory=list)  # worth logging once
     progress: Optional[float] = None  # backfill: share of the range done, 0..1
+    # UTC epoch at which the first call now settling is ready: a pass then delivers it
+    settled_at: Optional[float] = None
 
 
 # ---- time -------------------------------------------------------------------------------------
@@ -196,21 +198,24 @@ def find_finished(source: Source, store: Engine, cfg: Config, now: float, handle
     if long_due:
         changes.cursors[LONG_SCAN] = repr(now)
         changes.quiet_prune_before = now - 2 * cfg.source.max_call - cfg.schedule.orphan_after
+    settling: list[float] = []
     if source.schema.cel_mode:
         calls, busy = _cel_pass(source, cfg, now, handled, cursors, pending, horizon, changes,
-                                notes)
+                                notes, settling)
         if long_due:
             calls += _orphan_scan(source, cfg, now, handled, quiet, horizon, busy, changes, notes)
     else:
         calls = _cdr_pass(source, cfg, now, handled, quiet, horizon, long_due, changes, notes)
     calls.sort(key=lambda c: linkedid_key(c.callid))
-    return Discovery(calls=calls, commit=changes.apply, notes=notes)
+    return Discovery(calls=calls, commit=changes.apply, notes=notes,
+                     settled_at=min(settling, default=None))
 
 
 def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors: dict[str, str],
               pending: dict[str, tuple[float, str]], horizon: float, changes: progress.Changes,
-              notes: list[str]) -> tuple[list[CallRows], set[str]]:
-    """CEL mode; returns the calls to emit and every linkedid it looked at."""
+              notes: list[str], settling: list[float]) -> tuple[list[CallRows], set[str]]:
+    """CEL mode; returns the calls to emit and every linkedid it looked at, and adds to
+    `settling` when each call that waits for cel_settle will be ready."""
     zone = cfg.source.zone
     if CEL_CURSOR in cursors:
         position = int(cursors[CEL_CURSOR])
@@ -245,12 +250,14 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
             # settle counts from the last LINKEDID_END cdrsync saw, not from the first
             completed = max(pending[lid][0] if lid in pending else now for lid in call.linkedids)
             ended_at = last_end(call, zone) or now
-            if (now - completed >= cfg.schedule.cel_settle
-                    or now - ended_at >= cfg.schedule.cel_settle + CLOCK_MARGIN):
+            due = min(completed + cfg.schedule.cel_settle,
+                      ended_at + cfg.schedule.cel_settle + CLOCK_MARGIN)
+            if now >= due:
                 ready.append(call)
                 changes.pending_drop |= call.linkedids
             else:
                 _keep_pending(changes, call, closed, pending, now, "settle")
+                settling.append(due)
             continue
         last = min(last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
         if now - last >= cfg.schedule.orphan_after:

@@ -58,6 +58,7 @@ class PassResult:
     skipped: list[str] = field(default_factory=list)
     drain: Optional[DrainResult] = None
     error: str = ""
+    settled_at: Optional[float] = None  # when a call found settling is ready (`run` passes then)
 
 
 class Pipeline:
@@ -90,6 +91,7 @@ class Pipeline:
         for note in discovery.notes:
             log.info("%s", note)
         result.found = len(discovery.calls)
+        result.settled_at = discovery.settled_at
         self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
         if not self.dry_run:
             self._late_recordings(now)

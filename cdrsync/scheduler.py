@@ -2,6 +2,9 @@
 
 `max_instances=1` keeps two passes from overlapping; `coalesce=True` with no misfire grace limit
 turns every interval missed during a suspend or a long pass into ONE catch-up pass. A pass that
+leaves a call settling (CEL mode: `cel_settle` after its LINKEDID_END was first seen) brings the
+next pass forward to the moment the call is ready, so it is delivered `cel_settle` after it was
+seen, not a whole interval later. A pass that
 fails on the PBX database is logged and retried at the next interval; a state store that can not
 be written stops the daemon (systemd restarts it once the disk is fixed; nothing is lost).
 """
@@ -21,6 +24,7 @@ from .config import ConfigError
 from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.run")
+PASS_JOB = "pass"
 
 
 def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object]) -> None:
@@ -41,6 +45,7 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
         if stop.is_set():
             return
         result = one_pass()
+        _hurry(scheduler, result.settled_at)
         _observe(metrics, pipeline, result)
         if cfg.metrics.textfile:
             metrics.write_textfile(cfg.metrics.textfile)
@@ -60,7 +65,7 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
     scheduler.add_listener(on_error, EVENT_JOB_ERROR)
     scheduler.add_job(job, IntervalTrigger(seconds=cfg.schedule.interval),
-                      next_run_time=datetime.now(timezone.utc), id="pass")
+                      next_run_time=datetime.now(timezone.utc), id=PASS_JOB)
     scheduler.start()
     notify("READY=1")
     log.info("running: a pass every %d s (state %s)", cfg.schedule.interval,
@@ -75,6 +80,17 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
         log.info("stopped")
     if fatal:
         raise fatal[0]
+
+
+def _hurry(scheduler: BackgroundScheduler, settled_at: Optional[float]) -> None:
+    """Run the next pass at `settled_at` if that is sooner than planned (the interval then counts
+    from it)."""
+    job = scheduler.get_job(PASS_JOB)
+    if settled_at is None or job is None or job.next_run_time is None:
+        return
+    when = datetime.fromtimestamp(settled_at, timezone.utc)
+    if when < job.next_run_time:
+        job.modify(next_run_time=when)
 
 
 def _observe(metrics, pipeline, result) -> None:

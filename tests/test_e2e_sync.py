@@ -267,6 +267,26 @@ def test_run_daemon_delivers_new_calls_and_stops_cleanly_on_sigterm(env):
     assert_once(planfix, calls)
 
 
+def test_run_daemon_delivers_a_settling_call_after_cel_settle_not_an_interval_later(env):
+    """The first pass sees the calls over (LINKEDID_END seconds ago) and lets them settle; the
+    daemon passes again when they are ready instead of a minute later, at the next interval."""
+    pbx_db, planfix, config = env
+    now = utc_now()
+    pool = synth.generate(40, now - timedelta(minutes=3), seed=16, mean_gap=5)
+    calls = [c for c in finished(pool, now) if c.truth.end > now - timedelta(seconds=40)]
+    assert external(calls)
+    synth.insert(pbx_db.admin, calls)
+    daemon = start_cdrsync(config(schedule={"interval": 60, "cel_settle": 2}), "run")
+    try:
+        arrived = planfix.wait_for(
+            lambda s: len(s.received("event")) >= len(external(calls)), timeout=20)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=30)
+    assert arrived, err
+    assert_once(planfix, calls)
+
+
 def test_run_daemon_writes_metrics_with_the_delivery_lag(env, tmp_path):
     pbx_db, planfix, config = env
     calls = recent(6, seed=15)

@@ -173,6 +173,19 @@ def test_cel_incremental_passes_and_row_landing_after_the_end(pbx_db, cel_pipe):
     assert cel_pipe.sent == [a.linkedid, b.linkedid]
 
 
+def test_a_settling_call_says_when_it_is_ready(pbx_db, cel_pipe):
+    def settled_at(now: float):
+        found = finder.find_finished(cel_pipe.source, cel_pipe.store, cel_pipe.cfg, now,
+                                     cel_pipe.handled)
+        cel_pipe.record(found)
+        return found.settled_at, ids(found.calls)
+
+    call = Call(NOW - 60).add(pbx_db)
+    assert settled_at(NOW) == (NOW + CEL_SETTLE, [])  # first seen now: ready cel_settle later
+    assert settled_at(NOW + 2) == (NOW + CEL_SETTLE, [])  # counted from the first sight
+    assert settled_at(NOW + CEL_SETTLE) == (None, [call.linkedid])  # nothing left to wait for
+
+
 def test_cel_many_ends_are_read_in_batches(pbx_db, cel_pipe):
     calls = [Call(NOW - 900 + i).add(pbx_db) for i in range(8)]  # batch = 3 per query
     assert sorted(ids(cel_pipe.sync(NOW))) == sorted(c.linkedid for c in calls)
