@@ -4,9 +4,9 @@
 turns every interval missed during a suspend or a long pass into ONE catch-up pass. A pass that
 leaves a call settling (CEL mode: `cel_settle` after its LINKEDID_END was first seen) brings the
 next pass forward to the moment the call is ready, so it is delivered `cel_settle` after it was
-seen, not a whole interval later. A pass that
-fails on the PBX database is logged and retried at the next interval; a state store that can not
-be written stops the daemon (systemd restarts it once the disk is fixed; nothing is lost).
+seen, not a whole interval later. A pass that fails on the PBX database is logged and retried at
+the next interval; a state store that can not be written stops the daemon (systemd restarts it
+once the disk is fixed; nothing is lost).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,7 +27,7 @@ log = logging.getLogger("cdrsync.run")
 PASS_JOB = "pass"
 
 
-def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object]) -> None:
+def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) -> None:
     """Run passes until `stop` is set; re-raise a StoreError that ended the daemon."""
     from . import metrics as metrics_mod
     from .sdnotify import notify
@@ -41,11 +41,18 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
         raise ConfigError(f"metrics.listen: cannot listen on {cfg.metrics.listen}: "
                           f"{exc.strerror or exc}") from None
 
+    # APScheduler's shutdown holds its job-store lock while it waits for the pass in flight, so a
+    # pass must not reach for the scheduler once shutdown may have begun (it would wait forever)
+    closing = threading.Lock()
+    closed = threading.Event()
+
     def job() -> None:
         if stop.is_set():
             return
         result = one_pass()
-        _hurry(scheduler, result.settled_at)
+        with closing:
+            if not closed.is_set():
+                _hurry(scheduler, result.settled_at)
         _observe(metrics, pipeline, result)
         if cfg.metrics.textfile:
             metrics.write_textfile(cfg.metrics.textfile)
@@ -74,6 +81,8 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], object])
         stop.wait()
     finally:
         notify("STOPPING=1")
+        with closing:
+            closed.set()
         scheduler.shutdown(wait=True)  # the pass in flight finishes its request first
         if server is not None:
             server.shutdown()
