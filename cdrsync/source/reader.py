@@ -92,8 +92,9 @@ class Source:
         self._batch = max(1, batch)
         self._schema: Optional[SourceSchema] = None
         try:
-            self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True,
-                                                **_driver_options(make_url(url)))
+            parsed = make_url(url)
+            self.engine: Engine = create_engine(parsed, pool_pre_ping=True, future=True,
+                                                **_driver_options(parsed))
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise SourceError(f"source.url: {redact(str(exc))}") from None
         self._cdr = table("cdr")
