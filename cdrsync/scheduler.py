@@ -94,8 +94,10 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
 def _hurry(scheduler: BackgroundScheduler, settled_at: Optional[float]) -> None:
     """Run the next pass at `settled_at` if that is sooner than planned (the interval then counts
     from it)."""
+    if settled_at is None:  # the common case: nothing settling, the scheduler is not asked
+        return
     job = scheduler.get_job(PASS_JOB)
-    if settled_at is None or job is None or job.next_run_time is None:
+    if job is None or job.next_run_time is None:
         return
     when = datetime.fromtimestamp(settled_at, timezone.utc)
     if when < job.next_run_time:
