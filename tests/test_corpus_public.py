@@ -81,9 +81,11 @@ def test_oscar_forward_to_an_outside_number_is_an_outbound_success():
     assert (got.phone_raw, got.ext, got.duration) == ("612345678", "6871322562", 5)
 
 
-def test_oscar_same_call_with_default_settings_reads_as_inbound():
-    # Without [pbx] trunk_channels the numeric device name looks like a trunk: documented limit.
-    assert call("oscar", "1713141280.32").direction.value == "inbound"
+def test_oscar_same_call_with_default_settings_is_outbound_too():
+    # Without [pbx] trunk_channels the call's own rows teach cdrsync that PJSIP/6871322562
+    # began it in from-internal (a phone) and that TRUNK200 was dialled with a number (a trunk).
+    got = call("oscar", "1713141280.32")
+    assert (got.direction.value, got.ext) == ("outbound", "6871322562")
 
 
 def test_oscar_cancelled_outbound_attempt():

@@ -19,13 +19,14 @@ read from their rows (`legs`). Decisions where the issue left a choice:
 
 from __future__ import annotations
 
-import re
 from operator import attrgetter
+from typing import Optional
 from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.bridges import read_cel
+from cdrsync.interpret.channels import PHONE, number_kind
 from cdrsync.interpret.direction import decide_direction, first_value
 from cdrsync.interpret.facts import Facts
 from cdrsync.interpret.legs import read_cdr, read_cdr_labels
@@ -33,29 +34,35 @@ from cdrsync.interpret.status import decide_status
 from cdrsync.interpret.transfers import build_path, route_label, talkers
 from cdrsync.model import Call, CallRows, Direction, Leg
 from cdrsync.numbers import normalise
+from cdrsync.pbx import PbxModel, learn
 from cdrsync.timeconv import seconds
 
 __all__ = ["interpret"]
 
 
-def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) -> Facts:
     """Facts from CEL when the call has events, else from CDR; CDR fills what CEL lacks."""
     has_events = any(e.eventtype != "LINKEDID_END" for e in rows.cel)
     if not has_events and not rows.cdr:
         raise ValueError(f"call {rows.callid}: no cdr rows and no cel events")
     if not has_events:
-        return read_cdr(rows.cdr, pbx, zone)
-    facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone)
+        return read_cdr(rows.cdr, pbx, zone, model)
+    facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone, model)
     if rows.cdr:
-        extra = read_cdr_labels(rows.cdr, pbx)
+        extra = read_cdr_labels(rows.cdr, pbx, model)
         for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
     return facts
 
 
-def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Call:
-    facts = read_facts(rows, pbx, zone)
-    direction, why_direction = decide_direction(facts, rows, pbx)
+def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
+              model: Optional[PbxModel] = None) -> Call:
+    """The call the rows tell, knowing the PBX as `model` does (None: learned from these rows
+    alone, so a single call comes out as well as its own rows allow)."""
+    if model is None:
+        model = learn(rows.cdr, rows.cel, pbx=pbx)
+    facts = read_facts(rows, pbx, zone, model)
+    direction, why_direction = decide_direction(facts, rows, pbx, model)
     status, why_status = decide_status(facts, direction, pbx)
     reasons = [why_direction, why_status]
     talked = talkers(facts)
@@ -64,7 +71,7 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Call:
                                                  default=None)) if facts.talks else 0
     if facts.talks:
         reasons.append(f"talk {duration} s: first bridge with a person to the end of the last")
-    ext, why_ext = _ext(facts, direction, pbx, answered_by, final_ext)
+    ext, why_ext = _ext(facts, direction, pbx, model, answered_by, final_ext)
     reasons.append(why_ext)
     reasons += [f"{kind}: the call moved on to another extension" for kind in facts.transfers]
     phone_raw = _outside_party(facts, direction)
@@ -86,7 +93,7 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo) -> Call:
     )
 
 
-def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, first: str,
+def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, model: PbxModel, first: str,
          last: str) -> tuple[str, str]:
     policy = pbx.ext_policy
     if direction == Direction.OUTBOUND:
@@ -100,7 +107,7 @@ def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, first: str,
         return chosen, f"ext {chosen}: the {policy} extension that talked"
     if facts.rung:
         return facts.rung[0], f"ext {facts.rung[0]}: the first extension that rang"
-    if direction == Direction.INTERNAL and re.match(pbx.extension_pattern, facts.dialled):
+    if direction == Direction.INTERNAL and number_kind(facts.dialled, pbx, model) == PHONE:
         return facts.dialled, f"ext {facts.dialled}: the extension dialled (it never rang)"
     return "", "ext none: no extension rang"
 

@@ -22,6 +22,7 @@ from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CelEvent
+from cdrsync.pbx.model import PbxModel
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
 
 _MAX_LOCAL_HOPS = 6
@@ -64,8 +65,10 @@ def extra_of(event: CelEvent) -> dict:
 
 
 class _Timeline:
-    def __init__(self, events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo):
+    def __init__(self, events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
+                 model: Optional[PbxModel]):
         self.pbx = pbx
+        self.model = model
         self.chans: dict[str, _Chan] = {}
         self.by_name: dict[str, str] = {}
         self.times: dict[int, Optional[datetime]] = {}
@@ -85,7 +88,7 @@ class _Timeline:
 
     def _new_chan(self, event: CelEvent) -> _Chan:
         """The channel of the first event seen with its uniqueid."""
-        info = classify(event.channame, self.pbx)
+        info = classify(event.channame, self.pbx, self.model)
         chan = _Chan(event.uniqueid, info, event.id, uniqueid_epoch(event.uniqueid),
                      event.context, event.exten, event.cid_num, event.cid_name)
         self.chans[event.uniqueid] = chan
@@ -185,10 +188,11 @@ def _user_direction(event: CelEvent) -> str:
     return found.group(1).lower() if found else ""
 
 
-def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
+             model: Optional[PbxModel] = None) -> Facts:
     """Facts of a call from its CEL events (ordered by id)."""
     events = [e for e in events if e.eventtype != "LINKEDID_END"]
-    line = _Timeline(events, pbx, zone)
+    line = _Timeline(events, pbx, zone, model)
     root_uid = _root(events)
     root = line.chans[root_uid]
     facts = Facts("cel", root.info, root_uid, entry_context=_entry_context(events, root_uid),

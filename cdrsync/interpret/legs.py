@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Optional
 from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
@@ -20,6 +21,7 @@ from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
+from cdrsync.pbx.model import PbxModel
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
 
 
@@ -36,7 +38,8 @@ def root_row(rows: Sequence[CdrRow]) -> CdrRow:
     return min(first or rows, key=key)
 
 
-def _caller_side(rows: Sequence[CdrRow], root: str, pbx: PbxConfig) -> dict[str, str]:
+def _caller_side(rows: Sequence[CdrRow], root: str, pbx: PbxConfig,
+                 model: Optional[PbxModel]) -> dict[str, str]:
     """Channels speaking for the caller: the root and every Local `;2` it dialled, with the
     extension each Local chain stands for."""
     side = {root: ""}
@@ -47,14 +50,15 @@ def _caller_side(rows: Sequence[CdrRow], root: str, pbx: PbxConfig) -> dict[str,
             if row.channel in side and row.dstchannel.endswith(";1"):
                 other = row.dstchannel[:-1] + "2"
                 if other not in side:
-                    side[other] = side[row.channel] or classify(row.dstchannel, pbx).ext
+                    side[other] = side[row.channel] or classify(row.dstchannel, pbx, model).ext
                     grew = True
     return side
 
 
-def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo,
+             model: Optional[PbxModel] = None) -> Facts:
     """Facts of a call from its CDR rows only."""
-    ordered, root, side, facts = _begin(rows, pbx)
+    ordered, root, side, facts = _begin(rows, pbx, model)
     facts.uniqueids = sorted({r.uniqueid for r in rows if r.uniqueid},
                              key=linkedid_key)
     starts, ends = [], []
@@ -67,7 +71,7 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
     facts.end = max(ends) if ends else None
     caller_end = None
     for row in ordered:
-        _read_row(row, side, pbx, zone, facts)
+        _read_row(row, side, pbx, zone, facts, model)
         if row.channel == root.channel and row.calldate:
             end = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
             end = _plus(end, row.duration) if end else None
@@ -76,25 +80,26 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
     return facts
 
 
-def read_cdr_labels(rows: Sequence[CdrRow], pbx: PbxConfig) -> Facts:
+def read_cdr_labels(rows: Sequence[CdrRow], pbx: PbxConfig,
+                    model: Optional[PbxModel] = None) -> Facts:
     """Only what the dialplan wrote into the CDR rows: ring group, queue, IVR, voicemail and
     CRM_DIRECTION, as `read_cdr` reads them. A call read from CEL takes these from its CDR rows
     and needs nothing else of them, so the times and legs are not worked out for nothing."""
-    ordered, _, side, facts = _begin(rows, pbx)
+    ordered, _, side, facts = _begin(rows, pbx, model)
     for row in ordered:
         _read_labels(row, side, facts)
     return facts
 
 
-def _begin(rows: Sequence[CdrRow], pbx: PbxConfig
+def _begin(rows: Sequence[CdrRow], pbx: PbxConfig, model: Optional[PbxModel]
            ) -> tuple[list[CdrRow], CdrRow, dict[str, str], Facts]:
     """The rows in order, the caller's row, the caller's side and the Facts to fill."""
     ordered = sorted(rows, key=_order)
     root = root_row(ordered)
-    info = classify(root.channel, pbx)
+    info = classify(root.channel, pbx, model)
     facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
                   caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
-    return ordered, root, _caller_side(ordered, root.channel, pbx), facts
+    return ordered, root, _caller_side(ordered, root.channel, pbx, model), facts
 
 
 def _plus(when: datetime, secs: int) -> datetime:
@@ -131,13 +136,13 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
 
 
 def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
-              facts: Facts) -> None:
+              facts: Facts, model: Optional[PbxModel]) -> None:
     _read_labels(row, side, facts)
     if row.channel not in side:
         return
     if row.disposition:
         facts.dialstatus = row.disposition
-    dst = classify(row.dstchannel, pbx) if row.dstchannel else None
+    dst = classify(row.dstchannel, pbx, model) if row.dstchannel else None
     if dst is None:
         return
     via = side[row.channel]
