@@ -78,9 +78,10 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
                 first_dials[key] = row
     for row in first_dials.values():
         _extension_dialled(row, note)
+    calls = len({call for call, _ in seen})
     if base is None:
-        return PbxModel(counts, rows)
-    return base.merged(counts, rows)
+        return PbxModel(counts, rows, calls)
+    return base.merged(counts, rows, calls)
 
 
 @lru_cache(maxsize=1024)

@@ -32,7 +32,7 @@ DEVICE_CLUES: dict[str, tuple[str, str]] = {
     "rang-inbound": (TRUNK, "times dialled as an endpoint of context {}"),
     "did": (TRUNK, "calls that came in on a DID (cdr.did)"),
     "route": (TRUNK, "times dialled by an outbound route ({})"),
-    "dialled-number": (TRUNK, "times dialled with a number to call ({})"),
+    "dialled-number": (TRUNK, "times dialled with a number to call"),
 }
 # Observations naming the extension of a phone device, each a vote: the number dialled to reach
 # it ("ext-dial": dst 6789 answered on PJSIP/client2), the caller id FreePBX gave its calls
@@ -68,17 +68,18 @@ class Known:
 class PbxModel:
     """The learned PBX. Build it with `learn` (cdrsync.pbx.learn) or from stored observations."""
 
-    __slots__ = ("observations", "rows", "_hash", "_counts", "devices", "phones", "trunks",
+    __slots__ = ("observations", "rows", "calls", "_hash", "_counts", "devices", "phones", "trunks",
                  "extensions", "groups", "known", "_frozen")
 
     def __init__(self, observations: Mapping[Observation, int] | Iterable[tuple[Observation, int]]
-                 = (), rows: int = 0) -> None:
+                 = (), rows: int = 0, calls: int = 0) -> None:
         counts = Counter(dict(observations) if not isinstance(observations, Mapping)
                          else observations)
         self._counts = counts
         self.observations = tuple(sorted(counts.items()))
         self.rows = rows  # cdr rows + cel events learned from
-        self._hash = hash((self.observations, rows))
+        self.calls = calls  # calls (linkedids) they belong to
+        self._hash = hash((self.observations, rows, calls))
         self.devices: dict[str, tuple[str, str]] = {}  # device -> (PHONE|TRUNK, extension)
         self.phones: dict[str, tuple[str, ...]] = {}  # extension -> devices
         self.trunks: dict[str, str] = {}  # device -> trunk name
@@ -94,7 +95,8 @@ class PbxModel:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, PbxModel) and self._hash == other._hash
-                and self.observations == other.observations and self.rows == other.rows)
+                and (self.observations, self.rows, self.calls)
+                == (other.observations, other.rows, other.calls))
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, "_frozen"):  # set by __init__, never after
@@ -103,15 +105,13 @@ class PbxModel:
 
     def __repr__(self) -> str:
         return (f"PbxModel({len(self.phones)} phones, {len(self.trunks)} trunks, "
-                f"{len(self.groups)} groups, {self.rows} rows)")
+                f"{len(self.groups)} groups, {self.calls} calls, {self.rows} rows)")
 
-    def merged(self, other: Mapping[Observation, int], rows: int) -> PbxModel:
+    def merged(self, other: Mapping[Observation, int], rows: int, calls: int) -> PbxModel:
         """This model plus more observations (counts add up)."""
-        if not other:
-            return self if not rows else PbxModel(self._counts, self.rows + rows)
         counts = Counter(self._counts)
         counts.update(other)
-        return PbxModel(counts, self.rows + rows)
+        return PbxModel(counts, self.rows + rows, self.calls + calls)
 
     # -- questions interpretation asks -------------------------------------------------------
     def device(self, device: str) -> Optional[tuple[str, str]]:
@@ -123,11 +123,6 @@ class PbxModel:
         if number in self.extensions:
             return PHONE
         return self.groups.get(number, "")
-
-    def calls(self) -> int:
-        """Calls begun on the PBX's devices in what it learned from (the admin's sense of size)."""
-        return sum(n for (kind, _, clue, _), n in self._counts.items()
-                   if kind == "dev" and clue in ("began-internal", "began-inbound"))
 
     def of_kind(self, kind: str) -> list[Known]:
         return [k for k in self.known if k.kind == kind]
