@@ -19,6 +19,7 @@ read from their rows (`legs`). Decisions where the issue left a choice:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from operator import attrgetter
 from typing import Optional
 from zoneinfo import ZoneInfo
@@ -50,9 +51,26 @@ def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) 
     facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone, model)
     if rows.cdr:
         extra = read_cdr_labels(rows.cdr, pbx, model)
-        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint"):
+        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint", "routed_to"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
     return facts
+
+
+def _credit_forwards(facts: Facts, pbx: PbxConfig, model: PbxModel) -> Optional[str]:
+    """An inbound call answered on an outside phone with no follow-me leg naming its
+    extension (call forward: `Local/3125550188@from-internal`) is the call of the extension the
+    route sent it to (cdr dst 202 in from-did-direct), never of the outside number."""
+    owner = facts.routed_to
+    if facts.root.kind == PHONE or not owner or number_kind(owner, pbx, model) != PHONE:
+        return None
+    numbers = set(facts.trunk_numbers) | {""}
+    moved = False
+    for i, talk in enumerate(facts.talks):
+        if talk.outside and talk.party in numbers:
+            facts.talks[i] = replace(talk, party=owner)
+            moved = True
+    return f"ext {owner}: answered on an outside phone the call was forwarded to" if moved \
+        else None
 
 
 def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
@@ -63,14 +81,15 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
         model = learn(rows.cdr, rows.cel, pbx=pbx)
     facts = read_facts(rows, pbx, zone, model)
     direction, why_direction = decide_direction(facts, rows, pbx, model)
+    forwarded = _credit_forwards(facts, pbx, model) if direction == Direction.INBOUND else None
     status, why_status = decide_status(facts, direction, pbx)
-    reasons = [why_direction, why_status]
+    reasons = [why_direction, why_status] + ([forwarded] if forwarded else [])
     talked = talkers(facts)
     answered_by, final_ext = (talked[0], talked[-1]) if talked else ("", "")
-    duration = seconds(facts.talks[0].start, max((t.end for t in facts.talks if t.end),
-                                                 default=None)) if facts.talks else 0
+    duration = _talk_seconds(facts)
     if facts.talks:
-        reasons.append(f"talk {duration} s: first bridge with a person to the end of the last")
+        reasons.append(f"talk {duration} s: first bridge with a person to the end of the last, "
+                       "less time parked, in a holding bridge or back in a queue")
     ext, why_ext = _ext(facts, direction, pbx, model, answered_by, final_ext)
     reasons.append(why_ext)
     reasons += [f"{kind}: the call moved on to another extension" for kind in facts.transfers]
@@ -91,6 +110,27 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
         queue=facts.queue, ring_group=facts.ring_group, closed_by=rows.closed_by,
         reasons=reasons,
     )
+
+
+def _talk_seconds(facts: Facts) -> int:
+    """From the first talk to the end of the last, less the time the outside party waited
+    without a person (`Facts.held`: parked, in a holding bridge, back in a queue). A transfer's
+    ringing counts, as the caller is being handed over; hold music inside a bridge counts too,
+    since the rows cannot see it."""
+    spans = [(t.start, t.end) for t in facts.talks if t.start is not None and t.end is not None]
+    if not spans:
+        return 0
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    total = seconds(first, last)
+    held = sorted((max(a, first), min(b, last)) for a, b in facts.held
+                  if a is not None and b is not None and a < last and b > first)
+    covered_to = first
+    for start, end in held:  # the union of held spans, counted once
+        start = max(start, covered_to)
+        if end > start:
+            total -= seconds(start, end)
+            covered_to = end
+    return max(total, 0)
 
 
 def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, model: PbxModel, first: str,

@@ -53,6 +53,7 @@ class _Chan:
     end_id: int = 0  # HANGUP (its CHAN_END follows; the reader skips those)
     hangupcause: Optional[int] = None
     dialstatus: str = ""
+    own_call: bool = False  # it started a linkedid of its own: it dialled, nobody rang it
 
 
 def extra_of(event: CelEvent) -> dict:
@@ -90,7 +91,8 @@ class _Timeline:
         """The channel of the first event seen with its uniqueid."""
         info = classify(event.channame, self.pbx, self.model)
         chan = _Chan(event.uniqueid, info, event.id, uniqueid_epoch(event.uniqueid),
-                     event.context, event.exten, event.cid_num, event.cid_name)
+                     event.context, event.exten, event.cid_num, event.cid_name,
+                     own_call=event.eventtype == "CHAN_START" and event.uniqueid == event.linkedid)
         self.chans[event.uniqueid] = chan
         self.by_name[event.channame] = event.uniqueid
         return chan
@@ -204,11 +206,37 @@ def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
     facts.end = max(times) if times else None
     facts.caller_seconds = seconds(facts.start, line.times.get(root.last_id))
     facts.dialstatus = root.dialstatus
-    _read_talks(line, root_uid, facts)
+    anchor = _read_talks(line, root_uid, facts)
     _read_legs(line, root_uid, facts)
     for event in events:
         _read_event(event, root_uid, facts)
+    _read_held(line, events, anchor, facts)
     return facts
+
+
+def _read_held(line: _Timeline, events: Sequence[CelEvent], anchor: str, facts: Facts) -> None:
+    """When the outside party waited without a person: in a holding bridge (parked, a
+    switchboard's hold), from PARK_START to PARK_END, back in a queue (APP_START Queue) until
+    the next person took it. Talk time leaves these out."""
+    chan = line.chans[anchor]
+    for span in chan.spans:
+        if span.holding:
+            facts.held.append((line.times.get(span.enter), line.times.get(span.exit)))
+    parked = None
+    starts = sorted(t.start for t in facts.talks if t.start is not None)
+    for event in events:
+        if event.uniqueid != anchor:
+            continue
+        when = line.times.get(event.id)
+        if event.eventtype == "PARK_START":
+            parked = when
+        elif event.eventtype == "PARK_END" and parked is not None:
+            facts.held.append((parked, when))
+            parked = None
+        elif (event.eventtype == "APP_START" and event.appname.lower() == "queue"
+              and when is not None and starts and starts[0] < when):
+            later = [t for t in starts if t > when]
+            facts.held.append((when, later[0] if later else facts.end))
 
 
 def _anchor(line: _Timeline, root_uid: str) -> str:
@@ -220,7 +248,8 @@ def _anchor(line: _Timeline, root_uid: str) -> str:
     return trunks[0] if trunks else root_uid
 
 
-def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> None:
+def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> str:
+    """The talks of the outside party; returns its channel."""
     anchor = _anchor(line, root_uid)
     found = line.parties(anchor, 0, 1 << 62, frozenset(), "")
     for uid, a, b, via in sorted(found, key=lambda f: f[1]):
@@ -231,6 +260,7 @@ def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> None:
         elif info.kind == TRUNK and anchor == root_uid:
             facts.talks.append(Talk(via or info.number, info.name, line.times.get(a),
                                     line.times.get(b), outside=True))
+    return anchor
 
 
 def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
@@ -243,7 +273,8 @@ def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
             facts.trunk_seen = True
         if info.number and info.number not in facts.trunk_numbers:
             facts.trunk_numbers.append(info.number)
-        if info.ext and info.kind in (PHONE, LOCAL) and info.ext not in facts.rung:
+        if info.ext and info.kind in (PHONE, LOCAL) and info.ext not in facts.rung and not (
+                chan.own_call and info.kind == PHONE):  # a picker dialled **201 itself
             facts.rung.append(info.ext)
             facts.rung_channels[info.ext] = info.name
         if info.kind == PHONE and info.ext not in facts.outcomes:

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
-from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, classify
+from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
 from cdrsync.pbx.model import PbxModel
+from cdrsync.pbx.names import dial_targets
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
 
 
@@ -70,14 +71,61 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo,
     facts.start = min(starts) if starts else None
     facts.end = max(ends) if ends else None
     caller_end = None
+    outside = _outside_party(ordered, side, facts, pbx, model)
+    zero: list[Talk] = []  # answered within the second: billsec 0
     for row in ordered:
-        _read_row(row, side, pbx, zone, facts, model)
+        _read_row(row, side, pbx, zone, facts, model, zero)
+        if row.channel in outside:
+            _read_outside_row(row, pbx, zone, facts, model)
+    if not facts.talks:
+        facts.talks += zero[:1]
         if row.channel == root.channel and row.calldate:
             end = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
             end = _plus(end, row.duration) if end else None
             caller_end = max(caller_end, end) if caller_end and end else end or caller_end
     facts.caller_seconds = seconds(facts.start, caller_end)
     return facts
+
+
+def _outside_party(rows: Sequence[CdrRow], side: dict[str, str], facts: Facts,
+                   pbx: PbxConfig, model: Optional[PbxModel]) -> set[str]:
+    """The trunk channels a phone's call reached: after a blind transfer by the caller the
+    outside party's own row (channel = the trunk, src `s`) dials the transfer target."""
+    if facts.root.kind != PHONE:
+        return set()
+    return {r.dstchannel for r in rows if r.channel in side and r.dstchannel
+            and classify(r.dstchannel, pbx, model).kind == TRUNK}
+
+
+def _read_outside_row(row: CdrRow, pbx: PbxConfig, zone: ZoneInfo, facts: Facts,
+                      model: Optional[PbxModel]) -> None:
+    dst = classify(row.dstchannel, pbx, model) if row.dstchannel else None
+    if dst is None or dst.kind != PHONE:
+        return
+    if dst.ext not in facts.rung:
+        facts.rung.append(dst.ext)
+        facts.rung_channels[dst.ext] = dst.name
+    facts.outcomes[dst.ext] = _better(facts.outcomes.get(dst.ext, ""), row.disposition)
+    if row.disposition == "ANSWERED":
+        start, end = _answered(row, zone)
+        facts.talks.append(Talk(dst.ext, dst.name, start, end, outside=True))
+
+
+def _answered(row: CdrRow, zone: ZoneInfo) -> tuple[Optional[datetime], Optional[datetime]]:
+    """When Party B answered and hung up: answer = calldate + duration - billsec."""
+    start = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
+    if start is not None:
+        start = _plus(start, row.duration - row.billsec)
+    return start, (_plus(start, row.billsec) if start else None)
+
+
+def _picked_up(row: CdrRow, dst: ChanInfo) -> bool:
+    """The device in `dstchannel` is not one the Dial dialled: it picked the call up (directed
+    or group pickup), it never rang (round B b19: Dial(PJSIP/201), dstchannel PJSIP/203)."""
+    if row.lastapp.lower() != "dial" or not dst.device:
+        return False
+    targets = dial_targets(row.lastdata)
+    return bool(targets) and all(t.device != dst.device for t in targets)
 
 
 def read_cdr_labels(rows: Sequence[CdrRow], pbx: PbxConfig,
@@ -133,10 +181,12 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
         facts.queue = facts.queue or row.dst
     if app == "voicemail":
         facts.voicemail = first_arg.split("@", 1)[0]
+    if row.dcontext in _EXTENSION_CONTEXTS and row.dst not in ("s", ""):
+        facts.routed_to = facts.routed_to or row.dst
 
 
 def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
-              facts: Facts, model: Optional[PbxModel]) -> None:
+              facts: Facts, model: Optional[PbxModel], zero: list[Talk]) -> None:
     _read_labels(row, side, facts)
     if row.channel not in side:
         return
@@ -154,16 +204,19 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
             facts.trunk_numbers.append(number)
     if dst.kind == LOCAL and dst.number and dst.number not in facts.trunk_numbers:
         facts.trunk_numbers.append(dst.number)
-    if dst.ext and dst.kind in (PHONE, LOCAL) and dst.ext not in facts.rung:
+    if dst.ext and dst.kind in (PHONE, LOCAL) and dst.ext not in facts.rung and not (
+            dst.kind == PHONE and _picked_up(row, dst)):
         facts.rung.append(dst.ext)
         facts.rung_channels[dst.ext] = dst.name
     if dst.kind == PHONE:
         facts.outcomes[dst.ext] = _better(facts.outcomes.get(dst.ext, ""), row.disposition)
+    if row.disposition == "ANSWERED" and dst.kind == PHONE and row.billsec == 0:
+        # answered within the second, or the rung phone's row of a pickup: a talk only when
+        # nothing else talked (a 0 s success rather than a missed call)
+        start, _ = _answered(row, zone)
+        zero.append(Talk(dst.ext, dst.name, start, start))
     if row.disposition == "ANSWERED" and dst.kind in (PHONE, TRUNK) and row.billsec > 0:
-        start = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
-        if start is not None:
-            start = _plus(start, row.duration - row.billsec)
-        end = _plus(start, row.billsec) if start else None
+        start, end = _answered(row, zone)
         if dst.kind == PHONE:
             facts.talks.append(Talk(dst.ext, dst.name, start, end))
         elif facts.root.kind == PHONE:  # a phone's call answered beyond the trunk
@@ -172,6 +225,8 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
             facts.talks.append(Talk(via or row.dst, dst.name, start, end, outside=True))
 
 
+# where FreePBX's `dst` is the extension a call was sent to (inbound route, internal dial)
+_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local")
 _RANK = {"ANSWERED": 5, "BUSY": 4, "NO ANSWER": 3, "CANCEL": 3, "CONGESTION": 2, "FAILED": 1}
 
 
