@@ -19,7 +19,7 @@ A Local leg stands for the number in its name (`Local/101@from-queue`, `Local/FM
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Optional
 
@@ -108,3 +108,13 @@ def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -
     if looks_outside(number, pbx.extension_pattern or _NEVER):
         return OUTSIDE
     return PHONE if _GUESS.match(number) else ""
+
+
+def as_caller(info: ChanInfo) -> ChanInfo:
+    """The caller's channel as the person behind it: an originated call (click-to-call, AMI
+    Originate of `Local/101@from-internal`) begins on a Local leg that rings phone 101 first,
+    and is that phone's call."""
+    if info.kind == LOCAL and info.ext:
+        return replace(info, kind=PHONE, rule=f"{info.name} is phone {info.ext}'s originated "
+                                               "call: the Local leg rang it first")
+    return info
