@@ -19,6 +19,7 @@ read from their rows (`legs`). Decisions where the issue left a choice:
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from operator import attrgetter
 from typing import Optional
@@ -40,6 +41,8 @@ from cdrsync.timeconv import seconds
 
 __all__ = ["interpret"]
 
+_NUMBER = re.compile(r"\+?[\d\s\-().]*\d[\d\s\-().]*")
+
 
 def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) -> Facts:
     """Facts from CEL when the call has events, else from CDR; CDR fills what CEL lacks."""
@@ -51,7 +54,8 @@ def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) 
     facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone, model)
     if rows.cdr:
         extra = read_cdr_labels(rows.cdr, pbx, model)
-        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint", "routed_to"):
+        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint", "routed_to",
+                     "route_ran"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
     return facts
 
@@ -101,7 +105,7 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
         first_value(rows, "outbound_cnum") if direction == Direction.OUTBOUND else "")
     return Call(
         callid=rows.callid, direction=direction, status=status, start=facts.start, end=facts.end,
-        phone="" if direction == Direction.INTERNAL else normalise(phone_raw, pbx.default_country),
+        phone=_phone(phone_raw, direction, pbx),
         phone_raw=phone_raw, ext=ext, duration=duration, did=did, diversion=diversion,
         caller_name=facts.caller_name if facts.caller_name != facts.caller_num else "",
         answered_by=answered_by, final_ext=final_ext, rung=tuple(facts.rung),
@@ -147,9 +151,21 @@ def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, model: PbxModel, fi
         return chosen, f"ext {chosen}: the {policy} extension that talked"
     if facts.rung:
         return facts.rung[0], f"ext {facts.rung[0]}: the first extension that rang"
+    if facts.voicemail:
+        return facts.voicemail, f"ext {facts.voicemail}: the mailbox that took the call " \
+                                "(no extension rang)"
     if direction == Direction.INTERNAL and number_kind(facts.dialled, pbx, model) == PHONE:
         return facts.dialled, f"ext {facts.dialled}: the extension dialled (it never rang)"
     return "", "ext none: no extension rang"
+
+
+def _phone(raw: str, direction: Direction, pbx: PbxConfig) -> str:
+    """The outside party for Planfix: a number, normalised, or "" - an internal call has none,
+    and a caller id that is no number (`anonymous`, `client1`, `s`, empty) names nobody a CRM
+    could match (Planfix gets an empty phone; `data_phone_raw` keeps what the PBX wrote)."""
+    if direction == Direction.INTERNAL or not _NUMBER.fullmatch(raw.strip()):
+        return ""
+    return normalise(raw, pbx.default_country)
 
 
 def _outside_party(facts: Facts, direction: Direction) -> str:

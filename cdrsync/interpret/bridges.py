@@ -277,7 +277,8 @@ def _read_held(line: _Timeline, events: Sequence[CelEvent], anchor: str, facts: 
 
 def _park_label(line: _Timeline, event: CelEvent, facts: Facts) -> None:
     """`park 71` in the path: the space the retriever dialled (a phone whose channel started on
-    a number after the call was parked), else the lot. A blind transfer to the parking extension is that park."""
+    a number after the call was parked), else the lot. A blind transfer to the parking
+    extension is that park."""
     lot = str(extra_of(event).get("parking_lot") or "default")
     space = next((c.exten for c in line.chans.values() if c.first_id > event.id
                   and c.info.kind == PHONE and c.exten.isdigit()), "")  # rung phones start on s

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
-from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
+from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, as_caller, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
 from cdrsync.pbx.model import PbxModel
@@ -144,7 +144,7 @@ def _begin(rows: Sequence[CdrRow], pbx: PbxConfig, model: Optional[PbxModel]
     """The rows in order, the caller's row, the caller's side and the Facts to fill."""
     ordered = sorted(rows, key=_order)
     root = root_row(ordered)
-    info = classify(root.channel, pbx, model)
+    info = as_caller(classify(root.channel, pbx, model))
     facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
                   caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
     return ordered, root, _caller_side(ordered, root.channel, pbx, model), facts
@@ -183,6 +183,8 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
         facts.voicemail = first_arg.split("@", 1)[0]
     if row.dcontext in _EXTENSION_CONTEXTS and row.dst not in ("s", ""):
         facts.routed_to = facts.routed_to or row.dst
+    if row.outbound_cnum and not row.did:
+        facts.route_ran = facts.route_ran or f"cdr.outbound_cnum = {row.outbound_cnum}"
 
 
 def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
@@ -199,7 +201,11 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
     if dst.kind == TRUNK:
         facts.trunk_seen = True
         facts.trunk_disposition = _better(facts.trunk_disposition, row.disposition)
-        number = "" if via or facts.root.kind == TRUNK else row.dst
+        # the number the trunk was dialled with (PJSIP/2125550188@voipms): a route's prefix
+        # (9 + number) is stripped there, while dst keeps what the phone dialled
+        sent = next((t.number for t in dial_targets(row.lastdata)
+                     if t.number and t.device == dst.device), "")
+        number = "" if via or facts.root.kind == TRUNK else (sent or row.dst)
         if number and number not in facts.trunk_numbers:
             facts.trunk_numbers.append(number)
     if dst.kind == LOCAL and dst.number and dst.number not in facts.trunk_numbers:
