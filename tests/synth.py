@@ -167,7 +167,8 @@ class Numbering:
     ivr: str = "ivr-1"  # the IVR's context (FreePBX ivr module: `ivr-<id>`)
 
 
-def _numbering(name: str) -> Numbering:
+def numbers(name: str) -> Numbering:
+    """The numbers of the office of one numbering: "3", "4", "10" or "named"."""
     if name == "3":
         exts = tuple(str(101 + i) for i in range(20))
         return Numbering("3", exts, exts, ("600", "601", "602"), ("400", "401"),
@@ -266,6 +267,8 @@ class _Call:
             uid = f"{self.epoch + int(t)}.{next(self.pbx.uid)}"
             pair.append(_Chan(f"Local/{ext}@{context}-{n:08x};{half}", uid, exten=ext,
                               context=context))
+        if not self.linkedid:  # an originate's first channel is a Local one
+            self.linkedid = pair[0].uniqueid
         return pair[0], pair[1]
 
     def events(self) -> list[dict[str, Any]]:
@@ -658,6 +661,82 @@ class _Flows:
         return self._ring_group(c, answered=False, local=False)
 
     # ---- queue with Local/<ext>@from-queue members ---------------------------------------------
+    def _queue_enter(self, c: _Call, t: float, trunk: _Chan, queue: str) -> None:
+        """The caller, already answered, waits in Queue() on hold music (corpus s06)."""
+        trunk.exten, trunk.context = queue, "ext-queues"
+        trunk.appname, trunk.appdata = "Queue", f"{queue},t,,,,,,,,"
+        c.ev("APP_START", t, trunk)
+        c.ev("STREAM_BEGIN", t, trunk, extra={"class": "default"})
+
+    def _queue_ring(self, c: _Call, t: float, queue: str, name: str, num: str
+                    ) -> tuple[list[tuple[str, _Chan, _Chan]], dict[str, _Chan]]:
+        """Queue() rings every member (ringall) through `Local/<ext>@from-queue`, whose `;2`
+        dials the member's device in `macro-dial-one` (corpus s06: Queues.class.php members)."""
+        members = self.o.queues[queue]
+        legs = []
+        for m in members:
+            one, two = c.local_pair(t, m, "from-queue")
+            c.ev("CHAN_START", t, one)
+            c.ev("CHAN_START", t, two)
+            one.cid_name, one.cid_num, one.exten = self.o.names[m], m, queue
+            one.appname, one.appdata = "AppQueue", "(Outgoing Line)"
+            two.cid_name, two.cid_num, two.cid_ani = name, num, num
+            two.exten, two.context, two.appname = "s", "macro-dial-one", "Dial"
+            two.appdata = f"{self._dev(m)},15,trb(func-apply-sipheaders^s^1)"
+            legs.append((m, one, two))
+        return legs, {m: self._phone(c, t, m) for m in members}
+
+    def _queue_cancel(self, c: _Call, t: float, one: _Chan, two: _Chan, phone: _Chan,
+                      cause: int) -> None:
+        """Queue() stops ringing a member: its Local pair and phone hang up."""
+        c.hangup(t, one, cause, "", "")
+        c.hangup(t, phone, 16 if cause == 0 else cause, "", "")
+        self._leave(two, "from-internal")
+        c.hangup(t, two, 16 if cause == 0 else cause, "dialplan/builtin", "CANCEL")
+
+    def _queue_rows(self, c: _Call, t: float, until: float, legs: list[tuple[str, _Chan, _Chan]],
+                    phones: dict[str, _Chan], qrow: dict[str, Any], winner: str, talk: int
+                    ) -> None:
+        """The rows of one round of ringing from `t`: per member a Local `;2` -> device row and
+        a trunk -> Local `;1` row whose billsec runs from the queue's answer (corpus s06)."""
+        for m, one, two in legs:
+            won = m == winner
+            dur = until - t + (talk if won else 0)
+            disp = "ANSWERED" if won else "NO ANSWER"
+            c.row(t, clid=qrow["clid"], src=qrow["src"], dst=m, dcontext="from-internal",
+                  channel=two.name, dstchannel=phones[m].name, lastapp="Dial",
+                  lastdata=f"{self._dev(m)},15,trb(func-apply-sipheaders^s^1)",
+                  uniqueid=two.uniqueid, cnum=qrow["cnum"], cnam=qrow["cnam"], duration=dur,
+                  billsec=talk if won else 0, disposition=disp)
+            c.row(t, dstchannel=one.name, duration=dur, billsec=dur, disposition=disp,
+                  **{k: v for k, v in qrow.items() if k != "dstchannel"})
+
+    def _queue_bridged(self, c: _Call, t: float, talk: float, trunk: _Chan,
+                       legs: list[tuple[str, _Chan, _Chan]], phones: dict[str, _Chan],
+                       winner: str) -> float:
+        """`winner` answers at `t` and the caller is bridged with the member's Local `;1` for
+        `talk` seconds; returns the end."""
+        one, two = self._queue_answer(c, t, trunk, legs, phones, winner)
+        end = t + talk
+        c.bridge(t, end, two, phones[winner])
+        c.bridge(t, end, trunk, one)
+        return end
+
+    def _queue_answer(self, c: _Call, t: float, trunk: _Chan,
+                      legs: list[tuple[str, _Chan, _Chan]], phones: dict[str, _Chan],
+                      winner: str) -> tuple[_Chan, _Chan]:
+        """`winner`'s phone answers at `t`: its Local pair answers, the others stop ringing,
+        the caller's hold music stops. Returns the winner's Local pair."""
+        m, one, two = next(leg for leg in legs if leg[0] == winner)
+        c.answer_dialled(t, phones[m])
+        c.ev("ANSWER", t, two)
+        c.ev("ANSWER", t, one)
+        for lm, lone, ltwo in legs:
+            if lm != winner:
+                self._queue_cancel(c, t, lone, ltwo, phones[lm], 26)
+        c.ev("STREAM_END", t, trunk)
+        return one, two
+
     def _queue(self, c: _Call, answered: bool) -> Truth:
         queue = self.rnd.choice(list(self.o.queues))
         members = self.o.queues[queue]
@@ -666,57 +745,15 @@ class _Flows:
         trunk.exten, trunk.context, trunk.appname = queue, "ext-queues", "Answer"
         c.ev("ANSWER", 0, trunk)
         rec = self._record(c, 0, trunk, f"q-{queue}-{num}-{c.stamp()}-{c.linkedid}.wav")
-        trunk.appname, trunk.appdata = "Queue", f"{queue},t,,,,,,,,"
-        c.ev("APP_START", 0, trunk)
-        c.ev("STREAM_BEGIN", 0, trunk, extra={"class": "default"})
-        legs = []
-        for m in members:
-            one, two = c.local_pair(0, m, "from-queue")
-            c.ev("CHAN_START", 0, one)
-            c.ev("CHAN_START", 0, two)
-            one.cid_name, one.cid_num, one.exten = self.o.names[m], m, queue
-            one.appname, one.appdata = "AppQueue", "(Outgoing Line)"
-            two.cid_name, two.cid_num, two.cid_ani = name, num, num
-            two.exten, two.context, two.appname = "s", "macro-dial-one", "Dial"
-            two.appdata = f"{self._dev(m)},15,trb(func-apply-sipheaders^s^1)"
-            legs.append((m, one, two))
-        phones = {m: self._phone(c, 0, m) for m in members}
+        self._queue_enter(c, 0, trunk, queue)
+        legs, phones = self._queue_ring(c, 0, queue, name, num)
         qrow = self._inbound_row(c, trunk, name, num, did, dst=queue, dcontext="ext-queues",
                                  lastapp="Queue", lastdata=trunk.appdata, recordingfile=rec)
-
-        def cancel(t: float, m: str, one: _Chan, two: _Chan, cause: int) -> None:
-            c.hangup(t, one, cause, "", "")
-            c.hangup(t, phones[m], 16 if cause == 0 else cause, "", "")
-            self._leave(two, "from-internal")
-            c.hangup(t, two, 16 if cause == 0 else cause, "dialplan/builtin", "CANCEL")
-
-        def rows(until: float, winner: str, talk: int) -> None:
-            for m, one, two in legs:
-                won = m == winner
-                dur = until + (talk if won else 0)
-                disp = "ANSWERED" if won else "NO ANSWER"
-                c.row(0, clid=qrow["clid"], src=num, dst=m, dcontext="from-internal",
-                      channel=two.name, dstchannel=phones[m].name, lastapp="Dial",
-                      lastdata=f"{self._dev(m)},15,trb(func-apply-sipheaders^s^1)",
-                      uniqueid=two.uniqueid, cnum=num, cnam=name, duration=dur,
-                      billsec=talk if won else 0, disposition=disp)
-                c.row(0, dstchannel=one.name, duration=dur, billsec=dur, disposition=disp,
-                      **{k: v for k, v in qrow.items() if k != "dstchannel"})
-
         if answered:
             ring, talk = self._ring(20), self._talk()
             winner = self.rnd.choice(members)
+            end = self._queue_bridged(c, ring, talk, trunk, legs, phones, winner)
             m, one, two = next(leg for leg in legs if leg[0] == winner)
-            c.answer_dialled(ring, phones[m])
-            c.ev("ANSWER", ring, two)
-            c.ev("ANSWER", ring, one)
-            for lm, lone, ltwo in legs:
-                if lm != winner:
-                    cancel(ring, lm, lone, ltwo, 26)
-            c.ev("STREAM_END", ring, trunk)
-            end = ring + talk
-            c.bridge(ring, end, two, phones[m])
-            c.bridge(ring, end, trunk, one)
             c.hangup(end, one, 16, trunk.name, "")
             c.ev("APP_END", end, trunk)
             trunk.appname, trunk.appdata = "", ""
@@ -725,19 +762,19 @@ class _Flows:
             self._leave(two, "from-internal")
             c.hangup(end, two, 16, "dialplan/builtin", "ANSWER")
             c.linkedid_end(end, two)
-            rows(ring, winner, talk)
+            self._queue_rows(c, 0, ring, legs, phones, qrow, winner, talk)
             return self._truth(c, "queue_answered", "inbound", "Success", answered=winner,
                                rung=members, talk=talk, did=did, phone=num, ext=winner,
                                recorded=bool(rec), group=queue)
         giveup = self.rnd.randint(5, 60)
         c.ev("STREAM_END", giveup, trunk)
         for m, one, two in legs:
-            cancel(giveup, m, one, two, 0)
+            self._queue_cancel(c, giveup, one, two, phones[m], 0)
         c.ev("APP_END", giveup, trunk)
         trunk.appname, trunk.appdata = "", ""
         c.hangup(giveup, trunk, 0, trunk.name, "CANCEL")
         c.linkedid_end(giveup, trunk)
-        rows(giveup, "", 0)
+        self._queue_rows(c, 0, giveup, legs, phones, qrow, "", 0)
         return self._truth(c, "queue_abandon", "inbound", "Missed", rung=members, did=did,
                            phone=num, ext=members[0], recorded=bool(rec), group=queue)
 
@@ -986,7 +1023,7 @@ def generate(n_calls: int, start: datetime, seed: int = 1, mix: Optional[dict[st
     gen = GENERATIONS[generation]
     gen = gen.with_tech(tech) if tech else gen
     pbx = _Pbx(tz, first_uid, gen)
-    office = _office(random.Random(seed * 7919 + 1), _numbering(numbering))
+    office = _office(random.Random(seed * 7919 + 1), numbers(numbering))
     made = builder(office, rnd, recording, gen)
     names = list(mix)
     weights = list(itertools.accumulate(mix[n] for n in names))
