@@ -27,10 +27,11 @@ Two PBX generations and four numberings (`generate(..., generation=, numbering=,
   context and exten when a macro ends, also on hangup, so the hang-up events of a channel that was
   inside a macro show the outer context and FreePBX's `h` extension. Asterisk 13's `cel.h` has no
   STREAM_*, DTMF or LOCAL_OPTIMIZE_BEGIN events. chan_sip trunks enter on `from-trunk` (FreePBX's
-  SIP trunk default; `from-trunk` includes `from-pstn`). The CDR engine is the same state machine
-  in 13 and 20 (`main/cdr.c`: one row per Party A/B pair, dst/dcontext frozen inside
-  Macro/Gosub by AST_FLAG_SUBROUTINE_EXEC, `lastapp` locked on `Dial`, `unanswered=no` dropping
-  unanswered rows without a Party B).
+  SIP trunk default; `from-trunk` includes `from-pstn`). Its conference rooms are MeetMe
+  (FreePBX's ASTCONFAPP app_meetme), which mixes outside Asterisk's bridges. The CDR engine is
+  the same state machine in 13 and 20 (`main/cdr.c`: one row per Party A/B pair, dst/dcontext
+  frozen inside Macro/Gosub by AST_FLAG_SUBROUTINE_EXEC, `lastapp` locked on `Dial`,
+  `unanswered=no` dropping unanswered rows without a Party B).
 - Numberings: `"3"` (101..., today's and the corpus's), `"4"` (2001...), `"10"` (10-digit
   DID-like extensions, the corpus-public `freepbx-oscar6262-2024` sample's `PJSIP/6871322562-…`
   phones, whose inbound routes are the extension numbers themselves) and `"named"` (devices named
@@ -123,6 +124,7 @@ class Generation:
     trunk_context: str  # the context the carrier's channels are created in
     macro: bool  # FreePBX 13 Macro(): the outer context comes back when a macro ends
     no_events: frozenset[str] = frozenset()  # CEL event types this Asterisk does not write
+    conference: str = "ConfBridge"  # FreePBX's ASTCONFAPP: app_confbridge or app_meetme
 
     def with_tech(self, tech: str) -> Generation:
         """The same generation with other phones and trunks (FreePBX 13 also runs PJSIP)."""
@@ -145,7 +147,8 @@ class Generation:
 A20 = Generation("A20", "PJSIP", "from-pstn", macro=False)
 A13 = Generation("A13", "SIP", "from-trunk", macro=True,
                  no_events=frozenset({"STREAM_BEGIN", "STREAM_END", "DTMF",
-                                      "LOCAL_OPTIMIZE_BEGIN"}))
+                                      "LOCAL_OPTIMIZE_BEGIN"}),
+                 conference="MeetMe")
 GENERATIONS = {g.name: g for g in (A20, A13)}
 
 

@@ -859,27 +859,35 @@ class Flows(_Flows):
     # ---- conference room ---------------------------------------------------------------------
     def conference(self, c: _Call) -> Truth:
         """An extension dials a conference room (FreePBX conferences `ext-meetme`: Answer, then
-        `STARTMEETME` -> ConfBridge(<room>,...), conferences module release/13.0
-        `functions.inc.php`); a caller's inbound route sends it into the same room. `confbridge`
-        is in FreePBX's CEL `apps`, so both get APP_START ConfBridge; the room is a softmix
-        bridge, which does not merge linkedids (only basic bridges do, `main/bridge_basic.c`), so
-        these are two calls; the caller's BRIDGE_ENTER names the extension's channel as peer.
-        CDR (`main/cdr.c`, the older channel is Party A of the pair): the extension's row alone
-        in the room and its row with the caller's channel, the caller's row alone. The rows' dst
-        is `STARTMEETME` (a Goto outside any subroutine), the room only in `lastdata`.
-        Derived from source. Two truths: the caller's call (`conf_caller`: Success for the
-        extension in the room, the caller's time in it) and the extension's (`conf_employee`:
-        internal, not sent)."""
+        `STARTMEETME` -> ConfBridge or MeetMe, by FreePBX's ASTCONFAPP, conferences module
+        release/13.0 `functions.inc.php`); a caller's inbound route sends it into the same room.
+        Both apps are in FreePBX's CEL `apps`, so both channels get APP_START.
+
+        - ConfBridge (A20): the room is a softmix bridge, which does not merge linkedids (only
+          basic bridges do, `main/bridge_basic.c`), so these are two calls; the caller's
+          BRIDGE_ENTER names the extension's channel as peer. CDR (`main/cdr.c`: the older
+          channel is Party A of the pair): the extension's row alone in the room and its row
+          with the caller's channel, the caller's row alone.
+        - MeetMe (A13): `app_meetme.c` mixes over DAHDI pseudo channels, outside Asterisk's
+          bridges: no BRIDGE events, no pair row; each channel has one row with lastapp MeetMe.
+        The rows' dst is `STARTMEETME` (a Goto outside any subroutine), the room only in
+        `lastdata`. Derived from source. Two truths: the caller's call (`conf_caller`: Success
+        for the extension in the room, the caller's time in it) and the extension's
+        (`conf_employee`: internal, not sent)."""
         ext = self.rnd.choice(list(self.o.names))
         room = self.o.numbering.room
+        app = self.g.conference
+        data = f"{room},,," if app == "ConfBridge" else f"{room},dM,"
+        bridged = app == "ConfBridge"
         me = c.channel(0, self._dev(ext), self.o.names[ext], ext)
         c.start(0, me, room, "from-internal")
         me.goto(room, "from-internal", "Answer")
         c.ev("ANSWER", 0, me)
         softmix = dict(self._bid(), bridge_technology="softmix")
-        me.goto("STARTMEETME", "from-internal", "ConfBridge", f"{room},,,")
+        me.goto("STARTMEETME", "from-internal", app, data)
         c.ev("APP_START", 1, me)
-        c.ev("BRIDGE_ENTER", 1, me, extra=softmix)
+        if bridged:
+            c.ev("BRIDGE_ENTER", 1, me, extra=softmix)
         join = 2 + self._ring(20)
         name, num = self._caller()
         trunk = c.channel(join, self.trunk, name, num, own=True)
@@ -888,33 +896,35 @@ class Flows(_Flows):
         trunk.cid_ani, trunk.cid_dnid = num, did
         trunk.goto(room, "ext-meetme", "Answer")
         c.ev("ANSWER", join, trunk)
-        trunk.goto("STARTMEETME", "ext-meetme", "ConfBridge", f"{room},,,")
+        trunk.goto("STARTMEETME", "ext-meetme", app, data)
         c.ev("APP_START", join + 1, trunk)
-        c.ev("BRIDGE_ENTER", join + 1, trunk, peer=me.name, extra=softmix)
         stay = self._talk()
         left = join + 1 + stay
-        c.ev("BRIDGE_EXIT", left, trunk, peer=me.name, extra=softmix)
+        if bridged:
+            c.ev("BRIDGE_ENTER", join + 1, trunk, peer=me.name, extra=softmix)
+            c.ev("BRIDGE_EXIT", left, trunk, peer=me.name, extra=softmix)
         c.ev("APP_END", left, trunk)
         self._leave(trunk, "ext-meetme")
         c.hangup(left, trunk, 16, trunk.name, "")
         c.linkedid_end(left, trunk)
         end = left + self._ring(10)
-        c.ev("BRIDGE_EXIT", end, me, extra=softmix)
+        if bridged:
+            c.ev("BRIDGE_EXIT", end, me, extra=softmix)
         c.ev("APP_END", end, me)
         self._leave(me, "from-internal")
         c.hangup(end, me, 16, me.name, "")
         c.linkedid_end(end, me)
         mine = dict(clid=f'"{self.o.names[ext]}" <{ext}>', src=ext, dst="STARTMEETME",
-                    dcontext="from-internal", channel=me.name, lastapp="ConfBridge",
-                    lastdata=f"{room},,,", uniqueid=me.uniqueid, cnum=ext,
-                    cnam=self.o.names[ext], disposition="ANSWERED")
+                    dcontext="from-internal", channel=me.name, lastapp=app, lastdata=data,
+                    uniqueid=me.uniqueid, cnum=ext, cnam=self.o.names[ext],
+                    disposition="ANSWERED")
         c.row(0, duration=end, billsec=end, **mine)
-        c.row(join + 1, dstchannel=trunk.name, duration=stay, billsec=stay, **mine)
+        if bridged:
+            c.row(join + 1, dstchannel=trunk.name, duration=stay, billsec=stay, **mine)
         c.row(join, linkedid=trunk.linkedid, duration=left - join, billsec=left - join,
               disposition="ANSWERED",
               **self._inbound_row(c, trunk, name, num, did, dst="STARTMEETME",
-                                  dcontext="ext-meetme", lastapp="ConfBridge",
-                                  lastdata=f"{room},,,"))
+                                  dcontext="ext-meetme", lastapp=app, lastdata=data))
         caller = replace(self._truth(c, "conf_caller", "inbound", "Success", answered=ext,
                                      talk=stay, did=did, phone=num, ext=ext, group=room),
                          linkedid=trunk.linkedid, start=c.at(join), end=c.at(left))
