@@ -223,9 +223,11 @@ class _Chan:
 class _Pbx:
     """The counters one Asterisk process keeps: uniqueids, channel name suffixes, CDR sequence."""
 
-    def __init__(self, zone: ZoneInfo, first_uid: int = 0, gen: Generation = A20) -> None:
+    def __init__(self, zone: ZoneInfo, first_uid: int = 0, gen: Generation = A20,
+                 unanswered: bool = False) -> None:
         self.zone = zone
         self.gen = gen
+        self.unanswered = unanswered  # cdr.conf `unanswered`
         self.uid = itertools.count(first_uid)
         self.chan_no = itertools.count()
         self.local_no = itertools.count()
@@ -335,14 +337,20 @@ class _Call:
         return t
 
     def row(self, t: float, **values: Any) -> None:
-        """A cdr row starting at t (its `calldate`); missing columns get FreePBX's defaults."""
+        """A cdr row starting at t (its `calldate`); missing columns get FreePBX's defaults.
+
+        As Asterisk's `cdr_object_dispatch` does with `unanswered=no` (its default, which
+        FreePBX keeps), a row that was not answered and lacks a Party A or B is not written;
+        its sequence number is spent all the same."""
         row: dict[str, Any] = dict.fromkeys(CDR_COLUMNS, "")
         row.update(duration=0, billsec=0, amaflags=3, sequence=next(self.pbx.sequence))
         row["calldate"] = self.at(t)
         row["linkedid"] = self.linkedid
         for key, value in values.items():
             row[key] = value[:_WIDTH[key]] if key in _WIDTH else value
-        self.cdr.append(row)
+        if self.pbx.unanswered or row["disposition"] == "ANSWERED" or (
+                row["channel"] and row["dstchannel"]):
+            self.cdr.append(row)
 
     def stamp(self) -> str:
         return self.at(0).strftime("%Y%m%d-%H%M%S")
@@ -403,8 +411,12 @@ class _Flows:
     def _ring(self, upto: int = 14) -> int:
         return self.rnd.randint(1, upto)
 
-    def _trunk_in(self, c: _Call, did: str) -> tuple[_Chan, str, str]:
-        name, num = self._caller()
+    def _trunk_in(self, c: _Call, did: str, name: str = "", num: str = ""
+                  ) -> tuple[_Chan, str, str]:
+        """The carrier's channel of an inbound call to `did`, from a random outside caller
+        unless `name` / `num` say who calls."""
+        if not (name or num):
+            name, num = self._caller()
         trunk = c.channel(0, self.trunk, name, num)
         c.start(0, trunk, did, self.g.trunk_context)
         trunk.cid_ani, trunk.cid_dnid = num, did
@@ -1003,7 +1015,8 @@ def generate(n_calls: int, start: datetime, seed: int = 1, mix: Optional[dict[st
              recording: float = 0.7, first_uid: int = 0, generation: str = "A20",
              tech: Optional[str] = None, numbering: str = "3",
              flows: Optional[type[_Flows]] = None,
-             script: Optional[Iterable[str]] = None) -> Iterator[SynthCall]:
+             script: Optional[Iterable[str]] = None,
+             unanswered: bool = False) -> Iterator[SynthCall]:
     """`n_calls` calls starting at `start` (naive local time of `zone`), Poisson arrivals.
 
     `mean_gap` is the mean time between call starts in seconds: with the default 30 s and talks of
@@ -1014,6 +1027,7 @@ def generate(n_calls: int, start: datetime, seed: int = 1, mix: Optional[dict[st
     "A13"), `tech` ("PJSIP" | "SIP"; default: the generation's own) and `numbering` ("3", "4",
     "10", "named") choose the PBX; `flows` a subclass of `_Flows` with more flows to mix in;
     `script` names the flows of the calls in order (then `n_calls` and `mix` are not used).
+    `unanswered` is cdr.conf's: True writes the unanswered rows without a Party B too.
     """
     order = list(script) if script is not None else None
     mix = dict.fromkeys(order, 1.0) if order else (mix or DEFAULT_MIX)
@@ -1025,7 +1039,7 @@ def generate(n_calls: int, start: datetime, seed: int = 1, mix: Optional[dict[st
     rnd = random.Random(seed)
     gen = GENERATIONS[generation]
     gen = gen.with_tech(tech) if tech else gen
-    pbx = _Pbx(tz, first_uid, gen)
+    pbx = _Pbx(tz, first_uid, gen, unanswered)
     office = _office(random.Random(seed * 7919 + 1), numbers(numbering))
     made = builder(office, rnd, recording, gen)
     names = list(mix)

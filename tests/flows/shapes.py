@@ -62,18 +62,13 @@ class Flows(_Flows):
         did = self.rnd.choice(self.o.dids)
         if ext and self.o.numbering.did_is_ext:
             did = ext
-        if name or num:
-            trunk = c.channel(0, self.trunk, name, num)
-            c.start(0, trunk, did, self.g.trunk_context)
-            trunk.cid_ani, trunk.cid_dnid = num, did
-        else:
-            trunk, name, num = self._trunk_in(c, did)
+        trunk, name, num = self._trunk_in(c, did, name, num)
         return trunk, name, num, did
 
-    def _dial_one(self, ch: _Chan, ext: str, ring: int = 15) -> str:
+    def _dial_one(self, ch: _Chan, ext: str) -> str:
         """`ch` runs Dial(<device>) in `macro-dial-one` (corpus s01: context macro-dial-one,
         exten s, appdata `PJSIP/101,15,Ttrb(func-apply-sipheaders^s^1)`)."""
-        ch.goto("s", "macro-dial-one", "Dial", f"{self._dev(ext)},{ring},{DIAL_OPTS}")
+        ch.goto("s", "macro-dial-one", "Dial", f"{self._dev(ext)},15,{DIAL_OPTS}")
         return ch.appdata
 
     # ---- inbound: voicemail without ringing -----------------------------------------------
@@ -263,8 +258,11 @@ class Flows(_Flows):
           NO_ROUTE_DESTINATION); app_dial returns CHANUNAVAIL without a dial message, so
           HANGUP's `dialstatus` is empty; FreePBX continues to `macro-outisbusy`
           (all-circuits-busy, Congestion: cause 34). The single cdr row has no Party B and is
-          FAILED, which `unanswered=no` (Asterisk's default; FreePBX leaves it) drops: a
-          CDR-only PBX writes nothing (`main/cdr.c` `cdr_object_dispatch`).
+          FAILED, which `unanswered=no` (Asterisk's default; FreePBX leaves it) drops (`main/cdr.c`
+          `cdr_object_dispatch`): a CDR-only PBX writes nothing, unless it logs unanswered
+          calls (as the FreePBX 13-era g9telecom sample does: FAILED rows without dstchannel);
+          then the row has lastapp Dial (locked when the channel entered it), the Dial target
+          in lastdata and outbound_cnum.
         - `out_notallowed`: no route matches (an international number on a PBX routing only
           10-digit numbers): `bad-number` runs ResetCDR, disables the CDR
           (`Set(CDR_PROP(disable)=true)` on Asterisk 12+, FreePBX `ext_nocdr`), plays
@@ -280,8 +278,12 @@ class Flows(_Flows):
         c.start(0, phone, number, "from-internal")
         phone.cid_ani, phone.cid_dnid = ext, number
         if flow == "out_trunk_down":
-            self._record(c, 0, phone, f"out-{number}-{ext}-{c.stamp()}-{c.linkedid}.wav")
+            rec = self._record(c, 0, phone, f"out-{number}-{ext}-{c.stamp()}-{c.linkedid}.wav")
             phone.cid_name, phone.cid_num = self.out_cnam, self.out_cnum
+            phone.goto("s", "macro-dialout-trunk", "Dial",
+                       f"{self.g.trunk_dial(self.o.numbering.trunk, number)},300,"
+                       "Ttb(func-apply-sipheaders^s^1)")
+            row = dict(self._out_row(phone, phone, ext, number, rec), dstchannel="")
             phone.goto("s", "macro-outisbusy", "Playback",
                        "all-circuits-busy-now&please-try-call-later,noanswer")
             sounds = ("all-circuits-busy-now", "please-try-call-later")
@@ -296,6 +298,8 @@ class Flows(_Flows):
             phone.appname, phone.appdata = "", ""
         c.hangup(t + 1, phone, 34, phone.name, "")
         c.linkedid_end(t + 1, phone)
+        if flow == "out_trunk_down":
+            c.row(0, duration=int(t + 1), disposition="FAILED", **row)
         status = "NotAvailable" if flow == "out_trunk_down" else "NotAllowed"
         return self._truth(c, flow, "outbound", status, phone=number, ext=ext)
 
