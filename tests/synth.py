@@ -411,12 +411,11 @@ class _Flows:
     def _ring(self, upto: int = 14) -> int:
         return self.rnd.randint(1, upto)
 
-    def _trunk_in(self, c: _Call, did: str, name: str = "", num: str = ""
+    def _trunk_in(self, c: _Call, did: str, caller: Optional[tuple[str, str]] = None
                   ) -> tuple[_Chan, str, str]:
         """The carrier's channel of an inbound call to `did`, from a random outside caller
-        unless `name` / `num` say who calls."""
-        if not (name or num):
-            name, num = self._caller()
+        unless `caller` (name, number) says who calls."""
+        name, num = caller if caller is not None else self._caller()
         trunk = c.channel(0, self.trunk, name, num)
         c.start(0, trunk, did, self.g.trunk_context)
         trunk.cid_ani, trunk.cid_dnid = num, did

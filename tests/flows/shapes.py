@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
 from tests.synth import DIAL_OPTS, Truth, _Call, _Chan, _Flows
 
@@ -30,7 +30,8 @@ SCRIPT = (  # the flows built, one call each (`conference` builds two calls)
     "ivr_hangup", "ivr_option", "out_answered", "out_busy", "out_noanswer", "out_congestion",
     "internal_answered", "internal_missed", "blind_transfer",
     # issue 13 (tests/flows/shapes.py)
-    "in_dnd_vm", "in_unavailable_vm", "in_cfu_vm", "in_anonymous", "in_named_caller",
+    "in_dnd_vm", "in_unavailable_vm", "in_cfu_vm", "in_anonymous", "in_no_callerid",
+    "in_named_caller",
     "in_subsecond", "rg_hunt", "rg_via_local_group", "queue_timeout_vm", "queue_transfer_back",
     "internal_vm", "ivr_vm", "out_trunk_down", "out_notallowed", "out_prefix",
     "out_blind_transfer", "cf_outside", "fm_mobile", "originate_local", "originate_phone",
@@ -55,14 +56,14 @@ class Flows(_Flows):
         """An extension with a voicemail box (FreePBX's `novm` extensions have none)."""
         return self.rnd.choice([e for e in self.o.names if e not in self.o.no_voicemail])
 
-    def _inbound(self, c: _Call, ext: str = "", name: str = "", num: str = ""
+    def _inbound(self, c: _Call, ext: str = "", caller: Optional[tuple[str, str]] = None
                  ) -> tuple[_Chan, str, str, str]:
         """The carrier's channel for a DID: the extension's own number where the numbering
         routes DIDs to their extensions, else one of the office's DIDs."""
         did = self.rnd.choice(self.o.dids)
         if ext and self.o.numbering.did_is_ext:
             did = ext
-        trunk, name, num = self._trunk_in(c, did, name, num)
+        trunk, name, num = self._trunk_in(c, did, caller)
         return trunk, name, num, did
 
     def _dial_one(self, ch: _Chan, ext: str) -> str:
@@ -115,7 +116,7 @@ class Flows(_Flows):
         return self._vm_no_ring(c, "unregistered")
 
     # ---- inbound: who the caller is ----------------------------------------------------------
-    def _in_caller(self, c: _Call, flow: str, name: str, num: str, subsecond: bool = False
+    def _in_caller(self, c: _Call, flow: str, caller: tuple[str, str], subsecond: bool = False
                    ) -> Truth:
         """An inbound call answered by an extension (corpus s01 shape) from a caller id that is
         not an outside number, or answered and hung up within the second.
@@ -123,13 +124,14 @@ class Flows(_Flows):
         - `in_anonymous`: a withheld number reaches Asterisk as `"Anonymous"
           <sip:anonymous@anonymous.invalid>` (RFC 3323 §4.1.1.3), which chan_sip and chan_pjsip
           put in CALLERID(num): nothing may be sent as Planfix's `phone`.
+        - `in_no_callerid`: a carrier that sends no caller id at all (`"" <>`).
         - `in_named_caller`: a peer PBX or softphone on a trunk sending its user name
           (`client1`, as the kelysaina sample's phones call themselves) as the number.
         - `in_subsecond`: answered and ended within a second: the cdr row is ANSWERED with
           billsec 0 (`main/cdr.c` `cdr_object_get_billsec` counts whole seconds).
         """
         ext = self._mailbox()
-        trunk, name, num, did = self._inbound(c, ext, name, num)
+        trunk, name, num, did = self._inbound(c, ext, caller)
         appdata = self._dial_one(trunk, ext)
         phone = self._phone(c, 0, ext)
         ring = self._ring()
@@ -143,14 +145,16 @@ class Flows(_Flows):
                            talk=int(talk), did=did, phone=outside, ext=ext)
 
     def in_anonymous(self, c: _Call) -> Truth:
-        return self._in_caller(c, "in_anonymous", "Anonymous", "anonymous")
+        return self._in_caller(c, "in_anonymous", ("Anonymous", "anonymous"))
+
+    def in_no_callerid(self, c: _Call) -> Truth:
+        return self._in_caller(c, "in_no_callerid", ("", ""))
 
     def in_named_caller(self, c: _Call) -> Truth:
-        return self._in_caller(c, "in_named_caller", "", "client1")
+        return self._in_caller(c, "in_named_caller", ("", "client1"))
 
     def in_subsecond(self, c: _Call) -> Truth:
-        name, num = self._caller()
-        return self._in_caller(c, "in_subsecond", name, num, subsecond=True)
+        return self._in_caller(c, "in_subsecond", self._caller(), subsecond=True)
 
     # ---- ring group: hunt --------------------------------------------------------------------
     def rg_hunt(self, c: _Call) -> Truth:
