@@ -154,6 +154,9 @@ def _ext(facts: Facts, direction: Direction, pbx: PbxConfig, model: PbxModel, fi
     if facts.voicemail:
         return facts.voicemail, f"ext {facts.voicemail}: the mailbox that took the call " \
                                 "(no extension rang)"
+    if facts.routed_to and number_kind(facts.routed_to, pbx, model) == PHONE:
+        return facts.routed_to, (f"ext {facts.routed_to}: the extension the call was sent to "
+                                 "(it could not ring)")
     if direction == Direction.INTERNAL and number_kind(facts.dialled, pbx, model) == PHONE:
         return facts.dialled, f"ext {facts.dialled}: the extension dialled (it never rang)"
     return "", "ext none: no extension rang"

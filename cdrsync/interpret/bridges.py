@@ -232,7 +232,9 @@ def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
     return facts
 
 
-_ROUTE_CONTEXTS = ("outrt-", "macro-dialout", "sub-dialout", "dialout-")
+# contexts only an outbound route runs (FreePBX 13 Macro(), 17 Gosub), the failure path included
+_ROUTE_CONTEXTS = ("outrt-", "macro-dialout", "sub-dialout", "dialout-", "macro-outisbusy",
+                   "sub-outisbusy")
 
 
 def _read_route(event: CelEvent, facts: Facts, dialled_out: list[str]) -> None:
@@ -243,6 +245,10 @@ def _read_route(event: CelEvent, facts: Facts, dialled_out: list[str]) -> None:
         facts.dialled = event.exten
     if event.context.startswith(_ROUTE_CONTEXTS):
         facts.route_ran = facts.route_ran or f"the caller entered {event.context}"
+    elif (event.eventtype == "APP_START" and event.appname.lower() == "mixmonitor"
+          and event.appdata.split(",", 1)[0].rsplit("/", 1)[-1].startswith("out-")):
+        # sub-record-check names a recording out-<number>-<ext>-... only in an outbound route
+        facts.route_ran = facts.route_ran or "the route's recording (out-...) began"
     if event.appname.lower() == "dial":
         for target in dial_targets(event.appdata):
             if target.number and target.number not in dialled_out:

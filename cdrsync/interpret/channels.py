@@ -115,6 +115,8 @@ def as_caller(info: ChanInfo) -> ChanInfo:
     Originate of `Local/101@from-internal`) begins on a Local leg that rings phone 101 first,
     and is that phone's call."""
     if info.kind == LOCAL and info.ext:
-        return replace(info, kind=PHONE, rule=f"{info.name} is phone {info.ext}'s originated "
-                                               "call: the Local leg rang it first")
+        return replace(info, kind=PHONE, rule=f"{info.name} is phone {info.ext}{ORIGINATED}")
     return info
+
+
+ORIGINATED = "'s originated call: the Local leg rang it first"

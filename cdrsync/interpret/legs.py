@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
-from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, as_caller, classify
+from cdrsync.interpret.channels import (
+    LOCAL,
+    ORIGINATED,
+    PHONE,
+    TRUNK,
+    ChanInfo,
+    as_caller,
+    classify,
+)
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
 from cdrsync.pbx.model import PbxModel
@@ -77,14 +85,41 @@ def read_cdr(rows: Sequence[CdrRow], pbx: PbxConfig, zone: ZoneInfo,
         _read_row(row, side, pbx, zone, facts, model, zero)
         if row.channel in outside:
             _read_outside_row(row, pbx, zone, facts, model)
-    if not facts.talks:
-        facts.talks += zero[:1]
         if row.channel == root.channel and row.calldate:
             end = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
             end = _plus(end, row.duration) if end else None
             caller_end = max(caller_end, end) if caller_end and end else end or caller_end
+    if not facts.talks:
+        facts.talks += zero[:1]
+    if facts.root.rule.endswith(ORIGINATED):
+        facts.talks = _after_optimisation(facts.talks)
+    _waits(ordered, side, zone, facts)
     facts.caller_seconds = seconds(facts.start, caller_end)
     return facts
+
+
+def _after_optimisation(talks: list[Talk]) -> list[Talk]:
+    """An originated call: the Local leg that rang the phone first was up (the phone answered)
+    while it dialled the trunk, so its row's billsec is the trunk's ringing; once the far end
+    answers the Local leg optimises away and the phone's own row to the same trunk channel
+    holds the talk. Only the last talk with each trunk channel is kept."""
+    last = {t.channel: i for i, t in enumerate(talks)}
+    return [t for i, t in enumerate(talks) if last[t.channel] == i]
+
+
+def _waits(rows: Sequence[CdrRow], side: dict[str, str], zone: ZoneInfo, facts: Facts) -> None:
+    """Gaps between two talks in which the caller's rows show it parked (Park) or back in a
+    queue (Queue): `Facts.held`, no talk time."""
+    spans = sorted((t.start, t.end) for t in facts.talks if t.start and t.end)
+    for (_, gap_start), (gap_end, _) in zip(spans, spans[1:]):
+        if gap_end <= gap_start:
+            continue
+        for row in rows:
+            when = to_utc(row.calldate, zone, uniqueid_epoch(row.uniqueid))
+            if (row.channel in side and row.lastapp.lower() in ("park", "queue")
+                    and when is not None and gap_start <= when <= gap_end):
+                facts.held.append((gap_start, gap_end))
+                break
 
 
 def _outside_party(rows: Sequence[CdrRow], side: dict[str, str], facts: Facts,
@@ -122,6 +157,8 @@ def _answered(row: CdrRow, zone: ZoneInfo) -> tuple[Optional[datetime], Optional
 def _picked_up(row: CdrRow, dst: ChanInfo) -> bool:
     """The device in `dstchannel` is not one the Dial dialled: it picked the call up (directed
     or group pickup), it never rang (round B b19: Dial(PJSIP/201), dstchannel PJSIP/203)."""
+    if row.lastapp.lower() in _PARK_APPS:
+        return True  # the phone dialled the parking space and took the call from the lot
     if row.lastapp.lower() != "dial" or not dst.device:
         return False
     targets = dial_targets(row.lastdata)
@@ -147,7 +184,13 @@ def _begin(rows: Sequence[CdrRow], pbx: PbxConfig, model: Optional[PbxModel]
     info = as_caller(classify(root.channel, pbx, model))
     facts = Facts("cdr", info, root.uniqueid, dialled=root.dst,
                   caller_num=root.src or root.cnum, caller_name=_clid_name(root.clid) or root.cnam)
-    return ordered, root, _caller_side(ordered, root.channel, pbx, model), facts
+    side = _caller_side(ordered, root.channel, pbx, model)
+    if info.rule.endswith(ORIGINATED):  # the phone it rang speaks for the caller after that
+        for row in ordered:
+            chan = classify(row.channel, pbx, model)
+            if row.channel not in side and chan.kind == PHONE and chan.ext == info.ext:
+                side[row.channel] = ""
+    return ordered, root, side, facts
 
 
 def _plus(when: datetime, secs: int) -> datetime:
@@ -198,6 +241,13 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
     if dst is None:
         return
     via = side[row.channel]
+    app = row.lastapp.lower()
+    if app in _PARK_APPS and row.lastdata and not any(t.startswith("park ")
+                                                    for t in facts.transfers):
+        lot, _, space = row.lastdata.replace(",", ":").partition(":")
+        facts.transfers.append(f"park {space or lot}")
+    if dst.kind == TRUNK and app in _ROOM_APPS:
+        return  # the pair row of a conference room: someone else's call in the same room
     if dst.kind == TRUNK:
         facts.trunk_seen = True
         facts.trunk_disposition = _better(facts.trunk_disposition, row.disposition)
@@ -231,8 +281,11 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
             facts.talks.append(Talk(via or row.dst, dst.name, start, end, outside=True))
 
 
-# where FreePBX's `dst` is the extension a call was sent to (inbound route, internal dial)
-_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local")
+# where FreePBX's `dst` is the extension a call was sent to (inbound route, internal dial,
+# the extension whose follow-me rings: findmefollow's followme-check)
+_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
+_PARK_APPS = ("park", "parkedcall")
+_ROOM_APPS = ("confbridge", "meetme")
 _RANK = {"ANSWERED": 5, "BUSY": 4, "NO ANSWER": 3, "CANCEL": 3, "CONGESTION": 2, "FAILED": 1}
 
 
