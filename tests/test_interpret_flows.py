@@ -399,4 +399,6 @@ def test_damaged_rows_never_crash(cdr_rows, cel_rows):
             interpret(rows, PBX, ZoneInfo("Europe/Berlin"))
         return
     call = interpret(rows, PBX, ZoneInfo("Europe/Berlin"))
-    assert call.duration >= 0 and len(call.reasons) >= 3
+    assert call.callid == "1.2" and call.reasons[0].startswith("direction ")
+    assert call.duration == 0 or call.status.value == "Success"  # talk only when answered
+    assert call.phone == "" or call.phone.lstrip("+").isdigit()  # never a name as a phone

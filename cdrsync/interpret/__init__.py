@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.bridges import read_cel
-from cdrsync.interpret.channels import PHONE, number_kind
+from cdrsync.interpret.channels import PHONE, classify, number_kind
 from cdrsync.interpret.direction import decide_direction, first_value
 from cdrsync.interpret.facts import Facts
 from cdrsync.interpret.legs import read_cdr, read_cdr_labels
@@ -97,6 +97,7 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
     ext, why_ext = _ext(facts, direction, pbx, model, answered_by, final_ext)
     reasons.append(why_ext)
     reasons += [f"{kind}: the call moved on to another extension" for kind in facts.transfers]
+    reasons += _who(facts, pbx, model)
     phone_raw = _outside_party(facts, direction)
     did = first_value(rows, "did") if direction == Direction.INBOUND else ""
     if direction == Direction.INBOUND and not did and facts.dialled not in ("", "s"):
@@ -114,6 +115,18 @@ def interpret(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo,
         queue=facts.queue, ring_group=facts.ring_group, closed_by=rows.closed_by,
         reasons=reasons,
     )
+
+
+def _who(facts: Facts, pbx: PbxConfig, model: PbxModel) -> list[str]:
+    """The rule that made the caller's channel and each channel that talked or rang what it is
+    (learned, set in [pbx], or guessed): one line per device."""
+    names = [facts.root.name, *(t.channel for t in facts.talks), *facts.rung_channels.values()]
+    out: dict[str, str] = {}
+    for name in names:
+        info = facts.root if name == facts.root.name else classify(name, pbx, model)
+        if info.rule and (info.device or info.name) not in out:
+            out[info.device or info.name] = info.rule
+    return list(out.values())
 
 
 def _talk_seconds(facts: Facts) -> int:

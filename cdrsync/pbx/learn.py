@@ -33,6 +33,7 @@ from cdrsync.config import PbxConfig
 from cdrsync.model import CdrRow, CelEvent
 from cdrsync.pbx.model import (
     CONFERENCE,
+    EXTENSION,
     IVR,
     PARKING,
     QUEUE,
@@ -47,6 +48,9 @@ _DEFAULT = PbxConfig()
 _NOT_A_NUMBER = ("", "s", "h", "i", "t")
 # where `dst` is a group's, a queue's or a follow-me's number, not the extension of who rang
 _NOT_AN_EXTENSION = ("ext-group", "ext-queues", "followme-check", "ext-findmefollow")
+# where `dst` is an extension number, with or without a device of its own (a follow-me-only
+# virtual extension): FreePBX's contexts for calls to extensions
+_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
 _ROOMS = {"confbridge": CONFERENCE, "meetme": CONFERENCE}
 _PARK_APPS = ("park", "parkedcall")
 
@@ -135,6 +139,8 @@ def _from_row(row: CdrRow, pbx: PbxConfig, note) -> None:
         if _context_kind(context, (), pbx.inbound_contexts):
             note(call, ("dev", caller.key, "began-inbound", context))
     app = row.lastapp.lower()
+    if context in _EXTENSION_CONTEXTS and row.dst.isdigit():
+        note(call, (EXTENSION, row.dst, "dialled", context))
     if context == "ext-group" and row.dst not in _NOT_A_NUMBER:
         note(call, (RING_GROUP, row.dst, "seen", ""))
         _member(call, RING_GROUP, row.dst, row.dstchannel, note)

@@ -20,6 +20,7 @@ PHONE, TRUNK = "phone", "trunk"
 RING_GROUP, QUEUE, IVR = "ring group", "queue", "ivr"
 VOICEMAIL, PARKING, CONFERENCE = "voicemail", "parking lot", "conference room"
 KINDS = (PHONE, TRUNK, RING_GROUP, QUEUE, IVR, VOICEMAIL, PARKING, CONFERENCE)
+EXTENSION = "extension"  # a number FreePBX routes as an extension (not shown on its own)
 
 # Observations about a device (a channel name without its "-0000001f" suffix). Each says which
 # kind it points to and how `cdrsync pbx` words it; `{}` is the observation's detail.
@@ -132,8 +133,11 @@ class PbxModel:
         per_device: dict[str, Counter] = {}
         other: dict[tuple[str, str], Counter] = {}
         members: dict[tuple[str, str], Counter] = {}
+        numbers = set()
         for (kind, subject, clue, detail), n in self._counts.items():
-            if kind == "dev":
+            if kind == EXTENSION:
+                numbers.add(subject)
+            elif kind == "dev":
                 per_device.setdefault(subject, Counter())[(clue, detail)] += n
             elif clue == "member":
                 members.setdefault((kind, subject), Counter())[detail] += n
@@ -162,7 +166,7 @@ class PbxModel:
             self.phones[ext] = tuple(sorted(devices))
             known.append(Known(PHONE, ext, tuple(sorted(devices)),
                                evidence=_top(phone_evidence[ext])))
-        self.extensions = frozenset(self.phones)
+        self.extensions = frozenset(self.phones) | frozenset(numbers)
         for (kind, subject), clues in other.items():
             if kind in (RING_GROUP, QUEUE, CONFERENCE, PARKING) and subject not in self.extensions:
                 self.groups.setdefault(subject, kind)
