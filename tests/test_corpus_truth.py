@@ -138,20 +138,13 @@ def _check(truth: dict, rows: CallRows, cdr_only: bool, model) -> None:
     assert call.ring_group == (truth.get("ringgroup") or "")
 
 
+@pytest.mark.parametrize("cdr_only", [False, True], ids=["cel and cdr", "cdr only"])
 @pytest.mark.parametrize("learned", [True, False], ids=["pbx model", "own rows"])
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_call_with_cel_and_cdr(case, learned):
+def test_call(case, learned, cdr_only):
     round_, truth = case
-    calls, model = _dump(round_, False)
-    _check(truth, calls[truth["linkedid"]], False, model if learned else None)
-
-
-@pytest.mark.parametrize("learned", [True, False], ids=["pbx model", "own rows"])
-@pytest.mark.parametrize("case", CASES, ids=_id)
-def test_call_with_cdr_only(case, learned):
-    round_, truth = case
-    calls, model = _dump(round_, True)
-    _check(truth, calls[truth["linkedid"]], True, model if learned else None)
+    calls, model = _dump(round_, cdr_only)
+    _check(truth, calls[truth["linkedid"]], cdr_only, model if learned else None)
 
 
 def test_events_cdrsync_does_not_read_change_no_call():
