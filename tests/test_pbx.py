@@ -177,3 +177,30 @@ def test_local_leg_prefixes():
     assert local_of("Local/RG-600-9119110445540554516#@from-internal-db7e;1").target == \
         "9119110445540554516"  # FreePBX 2.8 (mango)
     assert local_of("Local/FMGL-92125550188#@from-internal-0001;2").target == "92125550188"
+
+
+def test_the_keeper_samples_once_learns_each_pass_and_remembers(tmp_path):
+    """The running product's model (cdrsync.pbx.keeper) on the demo database cdrsync ships (a
+    copy of round A as SQLite): a first start learns from the newest rows and stores the model
+    with the first pass; a restart loads it instead of reading the PBX again."""
+    from cdrsync.demo import DATA as demo
+    from cdrsync.pbx.keeper import Keeper, current
+    from cdrsync.source.reader import Source
+    from cdrsync.state.db import open_store
+
+    source = Source(f"sqlite:///{demo}")
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    assert current(state_url, source, PbxConfig())[1].startswith("learned now")
+    store = open_store(state_url)
+    keeper = Keeper(store, source, PbxConfig())
+    first = keeper.model
+    assert first.calls == 29 and first.device("PJSIP/carrier") == ("trunk", "")
+    cdr, cel = _rows(CORPUS)
+    grown = keeper.learn_calls(calls_of(cdr, cel)[:2])
+    assert grown.calls == first.calls + 2  # the pass's calls are added to the sample
+    keeper.save(1000.0)
+    restarted = Keeper(store, Source("sqlite:////nonexistent/never-read.sqlite"), PbxConfig())
+    assert restarted.model == grown  # loaded from the store: the PBX was not read again
+    assert current(state_url, source, PbxConfig()) == (grown, "stored in the state store")
+    store.dispose()
+    source.close()
