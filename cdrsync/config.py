@@ -121,6 +121,7 @@ class LogConfig:
 class MetricsConfig:
     listen: str = ""  # "127.0.0.1:9464": a Prometheus endpoint in `run` mode
     textfile: str = ""  # path of a node-exporter textfile, rewritten after each pass
+    pbx: str = ""  # the `pbx` label of every series; "": the config file's name, else host name
 
 
 @dataclass(frozen=True)
