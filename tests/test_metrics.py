@@ -1,9 +1,12 @@
 """Metrics of `cdrsync run` on prometheus_client: the series and their `pbx` label, the endpoint
-over real HTTP on 127.0.0.1 and on ::1, the node-exporter textfile, the real daemon feeding them."""
+over real HTTP on 127.0.0.1 and on ::1, the node-exporter textfile, the real daemon feeding them,
+and the Grafana dashboard reading exactly the series the code exports."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -20,6 +23,8 @@ from cdrsync.state.ledger import STATES
 from tests import synth
 from tests.e2e import start_cdrsync
 from tests.test_e2e_sync import external, recent
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "contrib" / "grafana-cdrsync.json"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -172,6 +177,85 @@ def test_the_pbx_label(pbx, path, expected):
     assert pbx_label(cfg) == expected
 
 
+# ---- the Grafana dashboard ------------------------------------------------------------------
+
+_NOT_METRICS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+                "or", "unless", "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: its identifiers, less functions, keywords,
+    label names (in {...} and in by / without / on / ignoring lists), strings, durations and
+    Grafana's $variables. Grafana's `label_values(metric, label)` gives its metric."""
+    values = re.fullmatch(r"\s*label_values\(\s*(?:([A-Za-z_:][\w:]*)\s*,\s*)?\w+\s*\)\s*", expr)
+    if values:
+        return {values.group(1)} if values.group(1) else set()
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', "", expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][\w:]*", expr):
+        before = expr[m.start() - 1] if m.start() else " "
+        if (m.group().lower() in _NOT_METRICS or before in "$." or before.isdigit()
+                or expr[m.end():].lstrip().startswith("(")):
+            continue
+        names.add(m.group())
+    return names
+
+
+def test_metric_names_finds_the_metrics_and_nothing_else():
+    expr = ('histogram_quantile(0.95, sum by (le, pbx) (rate(a_bucket{pbx=~"$pbx", '
+            'state="b_total"}[5m]))) / on(pbx) group_left(version) b_info offset 1h '
+            '* 1e3 + time() - c:recorded unless d{x="y"}')
+    assert metric_names(expr) == {"a_bucket", "b_info", "c:recorded", "d"}
+    assert metric_names("label_values(cdrsync_info, pbx)") == {"cdrsync_info"}
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the dashboard: panel targets and template variables."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("expr", "definition") and isinstance(value, str):
+                    found.append(value)
+                elif key == "query" and isinstance(value, dict) and "query" in value:
+                    found.append(value["query"])
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(json.loads(DASHBOARD.read_text()))
+    return found
+
+
+def test_dashboard_reads_exactly_the_series_cdrsync_exports():
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    used = set().union(*(metric_names(q) for q in queries))
+    families = {f.name: {s.name for s in f.samples if not s.name.endswith("_created")}
+                for f in Metrics("p").registry.collect()}
+    exported = set().union(*families.values())
+    assert sorted(used - exported) == []  # no panel on a name the code lacks
+    assert sorted(f for f, names in families.items() if not names & used) == []  # all shown
+
+
+def test_dashboard_is_importable_grafana_json():
+    dash = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}"
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs))
+        assert all('pbx=~"$pbx"' in t["expr"] for t in panel["targets"]), panel["title"]
+
+
 # ---- the real daemon -------------------------------------------------------------------------
 
 def _values(text: str) -> dict[tuple[str, str], float]:
@@ -196,22 +280,23 @@ def test_run_feeds_the_metrics_on_ipv6_and_in_the_textfile(env, tmp_path):
     daemon = start_cdrsync(config_for(schedule={"interval": 1}, metrics={
         "listen": f"[::1]:{port}", "textfile": str(textfile), "pbx": "office-7"}), "run")
     url = f"http://[::1]:{port}/metrics"
+    delivered = external(calls) - {rejected}
     try:
-        def settled(stub) -> bool:
-            try:
-                got = _values(scrape(url)[1])
-            except OSError:
-                return False  # not listening yet
+        assert planfix.wait_for(lambda stub: {r.callid for r in stub.received("event")}
+                                == delivered, 30)
+
+        def observed(stub) -> bool:
+            """A pass since the last delivery has been counted (the outbox as it stays)."""
+            got = _values(scrape(url)[1])
             return (got[("cdrsync_outbox_requests", "pending")] == 0
-                    and got[("cdrsync_requests_sent_total", "")] == len(stub.received(None)) > 0)
-        assert planfix.wait_for(settled, 30)
+                    and got[("cdrsync_outbox_requests", "failed")] == 1
+                    and got[("cdrsync_requests_sent_total", "")] == len(stub.received(None)))
+        assert planfix.wait_for(observed, 10)
         time.sleep(1.5)  # a pass more, so the textfile has caught up too
         got = _values(scrape(url)[1])
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=30)
-    delivered = external(calls) - {rejected}
-    assert {r.callid for r in planfix.received("event")} == delivered
     assert got[("cdrsync_requests_sent_total", "")] == len(planfix.received(None))
     assert got[("cdrsync_requests_refused_total", "")] == 1
     assert got[("cdrsync_outbox_requests", "failed")] == 1
