@@ -227,6 +227,18 @@ def test_no_key_no_server(tmp_path):
         make_server(RecordingsConfig(dir=str(tmp_path), listen="127.0.0.1:0"))
 
 
+def test_serves_on_ipv6_loopback(tmp_path):
+    cfg = RecordingsConfig(**{**_tree(tmp_path).__dict__, "listen": "[::1]:0"})
+    with serving(cfg) as srv:
+        conn = http.client.HTTPConnection("::1", srv.port, timeout=5)
+        try:
+            conn.request("GET", srv.link(REL))
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, DATA)
+        finally:
+            conn.close()
+
+
 def test_listens_on_the_configured_address(tmp_path):
     server = make_server(RecordingsConfig(dir=str(tmp_path), sign_key=KEY, listen="127.0.0.1:0"))
     try:
