@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -120,6 +121,7 @@ class LogConfig:
 class MetricsConfig:
     listen: str = ""  # "127.0.0.1:9464": a Prometheus endpoint in `run` mode
     textfile: str = ""  # path of a node-exporter textfile, rewritten after each pass
+    pbx: str = ""  # the `pbx` label of every series; "": the config file's name, else host name
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,12 @@ def _validate(cfg: Config) -> None:
                           "(links must not be guessable)")
     if cfg.recordings.sign_key and len(cfg.recordings.sign_key) < 16:
         raise ConfigError("recordings.sign_key: too short; use at least 16 random characters")
+    from .recordings.links import MAX_EXPIRES  # not at the top: links.py imports this module
+
+    longest = int(MAX_EXPIRES - time.time())
+    if cfg.recordings.link_ttl > longest:
+        raise ConfigError(f"recordings.link_ttl: links would expire later than the link check can "
+                          f"hold; use at most {longest} s (0 = links that never expire)")
     if cfg.schedule.interval < 1:
         raise ConfigError("schedule.interval: must be at least 1 second")
     if cfg.pbx.ext_policy not in ("last", "first"):
