@@ -37,11 +37,10 @@ from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
 
-from cdrsync import missed
 from cdrsync.config import Config
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
-from cdrsync.planfix.requests import MISSED
-from cdrsync.state import ledger
+from cdrsync.planfix.messages import MISSED
+from cdrsync.state import ledger, notices
 from cdrsync.state.db import marking_connection
 
 log = logging.getLogger("cdrsync.deliver")
@@ -203,7 +202,7 @@ class Deliverer:
         if entry.target != MISSED or window <= 0:
             return False
         with ledger.transaction(conn):
-            reason = missed.superseded(conn, entry.callid, window)
+            reason = notices.superseded(conn, entry.callid, window)
             if reason:
                 ledger.mark_skipped(conn, entry.id, reason, at)
         if reason:

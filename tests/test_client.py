@@ -25,7 +25,7 @@ from cdrsync.planfix.client import (
     _form_body,
     _json_body,
 )
-from cdrsync.planfix.requests import (
+from cdrsync.planfix.messages import (
     MISSED,
     completed_requests,
     missed_requests,

@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 
 from cdrsync.config import MissedConfig
-from cdrsync.missed import recipients, superseded
+from cdrsync.missed import recipients
 from cdrsync.model import Direction, Status
 from cdrsync.state import ledger
 from cdrsync.state.db import open_store
+from cdrsync.state.notices import superseded
 from tests.planfix_stub import make_call
 
 MISSED = {"status": Status.MISSED, "answered_by": "", "final_ext": "", "duration": 0}

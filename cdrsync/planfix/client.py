@@ -32,7 +32,7 @@ from urllib3.util import make_headers, parse_url
 
 from cdrsync import __version__
 from cdrsync.config import PlanfixConfig, redact
-from cdrsync.planfix.requests import MISSED, Request
+from cdrsync.planfix.messages import MISSED, Request
 
 OK, RETRY, REJECT, UNAUTHORIZED = "ok", "retry", "reject", "unauthorized"
 _REJECT = {400, 413, 422}

@@ -3,7 +3,7 @@
 Fills a fresh SQLite state store (in a temporary folder, same pragmas as production) with the
 requests of N realistic calls — answered ring-group calls with their `Cancelled`s, missed calls
 with `callMissedNotify`s, outbound calls, some late `cmd=record`s — built by the real
-`cdrsync.planfix.requests` builders, then drains it with the real `Deliverer` into the loopback
+`cdrsync.planfix.messages` builders, then drains it with the real `Deliverer` into the loopback
 `PlanfixStub` with the rate limit lifted. Printed next to it, to tell where the time goes:
 
 - the HTTP ceiling: the same requests sent by the same `PlanfixClient` to the same stub with no
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from cdrsync.deliver import Deliverer  # noqa: E402
 from cdrsync.model import Direction, Status  # noqa: E402
 from cdrsync.planfix.client import OK, PlanfixClient  # noqa: E402
-from cdrsync.planfix.requests import (  # noqa: E402
+from cdrsync.planfix.messages import (  # noqa: E402
     Request,
     completed_requests,
     missed_requests,

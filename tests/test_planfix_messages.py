@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from cdrsync.model import ClosedBy, Direction, Status
-from cdrsync.planfix.requests import (
+from cdrsync.planfix.messages import (
     API,
     MISSED,
     as_dry_run,
