@@ -20,6 +20,10 @@ without a give-up), so one call Planfix keeps failing never holds newer calls ba
 endpoint itself is down (`OUTAGE_AFTER` retryable failures in a row, or a 429) the pass stops
 instead of hammering it, and the next pass tries again.
 
+Planfix's own rate signals are obeyed: after an answer saying no request remains
+(`X-RateLimit-Remaining: 0`) nothing goes until its `X-RateLimit-Reset` — waited for within the
+drain when that is at most `PAUSE_INLINE` away, else the pass stops as after a 429.
+
 Log lines: one INFO line per call delivered (its `COMPLETED`) and one WARNING per request Planfix
 refused. A stall is logged once when it starts (with the reason) and once when delivery recovers;
 the "stalled" condition lives in the store (`delivery_flags`), so a cron `sync` every minute does
@@ -48,6 +52,8 @@ log = logging.getLogger("cdrsync.deliver")
 BATCH = 200  # due entries read at once when the rate is not limited
 OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not "this call"
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
+PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
+SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
 STALLED, UNAUTHORIZED_FLAG = "stalled", "unauthorized"
 
 
@@ -64,7 +70,8 @@ class DrainResult:
 
 
 class RateLimiter:
-    """Spaces requests `1/rate` seconds apart (0 = no limit); the clock is injectable for tests."""
+    """Spaces requests `1/rate` seconds apart (0 = no limit) and holds them back while Planfix
+    says its allowance is spent (`hold`); the clock is injectable for tests."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
@@ -73,13 +80,15 @@ class RateLimiter:
 
     def wait(self, sleep: Callable[[float], object]) -> None:
         """Sleep (with `sleep`, e.g. `stop_event.wait`) until the next request may go."""
-        if not self.interval:
-            return
         now = self.clock()
         if self._next > now:
             sleep(self._next - now)
             now = max(now, self.clock())
         self._next = max(now, self._next) + self.interval
+
+    def hold(self, seconds: float) -> None:
+        """Let no request go for `seconds` from now."""
+        self._next = max(self._next, self.clock() + seconds)
 
 
 class Deliverer:
@@ -98,7 +107,7 @@ class Deliverer:
         self.rng = rng
         self.limiter = RateLimiter(cfg.planfix.rate, clock)
         self._told_unauthorized = False
-        self._paused_until = 0.0  # wall time before which a 429's Retry-After asks for quiet
+        self._paused_until = 0.0  # wall time before which Planfix asked for quiet (429, rate)
         # the store's delivery flags, read at the start of each drain (`_load_flags`)
         self._stall: Optional[tuple[str, float]] = None
         self._refused = False
@@ -189,6 +198,19 @@ class Deliverer:
                         return in_a_row, last_problem
                     if in_a_row >= OUTAGE_AFTER:
                         return in_a_row, last_problem
+                if outcome.rate_remaining == 0:
+                    paused = self._spent(outcome, now())
+                    if paused:
+                        return in_a_row, paused
+
+    def _spent(self, outcome: Outcome, at: float) -> str:
+        """Pause after Planfix said no request remains; why, when the pass must end for it."""
+        pause = SPENT_PAUSE if outcome.rate_reset is None else outcome.rate_reset
+        if pause <= PAUSE_INLINE:
+            self.limiter.hold(pause)
+            return ""
+        self._paused_until = at + pause
+        return f"Planfix allows no more requests for {pause:.0f}s (X-RateLimit-Remaining: 0)"
 
     def _load_flags(self, conn: Connection) -> None:
         """Read the delivery conditions once per drain; afterwards only changes are written."""

@@ -9,7 +9,8 @@ missing.
 Every request is recorded with the status it got, so a test can assert on what Planfix *accepted*
 (`received()`, `callids()`) as well as on every attempt (`attempts()`). Faults are programmable:
 `fail_next`, `fail_for`, `hang_next`, `reject_callid`, `token` rotation, and `stop()` / `start()` on
-the same port (connection refused while down, keep-alive connections cut).
+the same port (connection refused while down, keep-alive connections cut). `allow()` sets a rate
+allowance announced in `X-RateLimit-Remaining` / `X-RateLimit-Reset` and enforced with 429.
 
 Use it as a context manager or through the `planfix` pytest fixture defined here.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import ssl
 import threading
@@ -83,6 +85,17 @@ class _Faults:
     reject_callids: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
+@dataclass
+class _Allowance:
+    """`requests` per window of `per` seconds, the window starting at its first request."""
+
+    requests: int
+    per: float
+    epoch: bool  # X-RateLimit-Reset as a Unix time (else as seconds from now)
+    window_end: float = 0.0  # time.monotonic()
+    left: int = 0
+
+
 class PlanfixStub:
     """A loopback Planfix. `start()` binds a free port once; `stop()`/`start()` reuse that port."""
 
@@ -95,6 +108,7 @@ class PlanfixStub:
         self._lock = threading.Lock()
         self._log: list[Received] = []
         self._faults = _Faults()
+        self._allowance: Optional[_Allowance] = None
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._open: set[socket.socket] = set()
@@ -193,6 +207,13 @@ class PlanfixStub:
         with self._lock:
             self._faults.reject_callids.pop(callid, None)
 
+    def allow(self, requests: Optional[int], per: float = 1.0, epoch: bool = False) -> None:
+        """Allow `requests` per `per` seconds (None: no limit, no headers). Each answer says how
+        many remain in the window and when it ends (seconds, or with `epoch` a Unix time); a
+        request past the allowance gets 429 with `Retry-After`."""
+        with self._lock:
+            self._allowance = None if requests is None else _Allowance(requests, per, epoch)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults = _Faults()
@@ -230,6 +251,25 @@ class PlanfixStub:
     def _decide(self, path: str, fields: dict[str, Any], is_json: bool
                 ) -> tuple[int, dict[str, str], bytes, float]:
         """Return (status, headers, body, seconds to hang first)."""
+        with self._lock:
+            allowance = self._allowance
+            if allowance is not None:
+                now = time.monotonic()
+                if now >= allowance.window_end:
+                    allowance.window_end, allowance.left = now + allowance.per, allowance.requests
+                reset = allowance.window_end - now
+                spent = allowance.left == 0
+                allowance.left = max(0, allowance.left - 1)
+                rate = {"X-RateLimit-Remaining": str(allowance.left), "X-RateLimit-Reset": str(
+                    math.ceil(time.time() + reset) if allowance.epoch else math.ceil(reset))}
+                if spent:
+                    rate["Retry-After"] = str(math.ceil(reset))
+                    return 429, rate, b'{"error":"Too many requests"}', 0.0
+        status, headers, body, hang = self._protocol(path, fields, is_json)
+        return status, (dict(rate, **headers) if allowance is not None else headers), body, hang
+
+    def _protocol(self, path: str, fields: dict[str, Any], is_json: bool
+                  ) -> tuple[int, dict[str, str], bytes, float]:
         with self._lock:
             faults = self._faults
             if faults.hang_next:

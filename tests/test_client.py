@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from cdrsync.model import Status
 from cdrsync.planfix.client import (
@@ -22,6 +23,7 @@ from cdrsync.planfix.client import (
     RETRY,
     UNAUTHORIZED,
     PlanfixClient,
+    _rate,
 )
 from cdrsync.planfix.messages import (
     MISSED,
@@ -241,6 +243,37 @@ def test_429_hands_over_retry_after(planfix):  # noqa: F811
     planfix.fail_next(1, 429, retry_after=42)
     outcome = client.send(record_request("1.1", "https://pbx/r"))
     assert (outcome.kind, outcome.retry_after) == (RETRY, 42.0)
+
+
+@pytest.mark.parametrize("epoch", [False, True])
+def test_rate_signals_travel_with_every_outcome(planfix, epoch):  # noqa: F811
+    client, _ = _client(planfix)
+    planfix.allow(2, per=60, epoch=epoch)
+    first, second, third = (client.send(record_request(f"{i}.1", "https://pbx/r"))
+                            for i in range(3))
+    assert (first.kind, first.rate_remaining, second.kind, second.rate_remaining) == (
+        OK, 1, OK, 0)
+    assert 58 <= first.rate_reset <= 61  # seconds, also when Planfix says when (a Unix time)
+    assert (third.kind, third.status, third.rate_remaining) == (RETRY, 429, 0)
+    assert 58 <= third.retry_after <= 61
+    planfix.allow(None)
+    quiet = client.send(record_request("4.1", "https://pbx/r"))
+    assert (quiet.rate_remaining, quiet.rate_reset) == (None, None)
+
+
+def test_rate_headers_in_their_spellings():
+    """The de facto `X-RateLimit-*` headers, the IETF draft's `RateLimit-*`, and nonsense."""
+    def rate(**headers):
+        return _rate(CaseInsensitiveDict({k.replace("_", "-"): v for k, v in headers.items()}))
+
+    assert rate(x_ratelimit_remaining="0", x_ratelimit_reset="30") == (0, 30.0)
+    assert rate(RateLimit_Remaining="7", RateLimit_Reset="2.5") == (7, 2.5)
+    assert rate(x_ratelimit_remaining="12, 100;w=60") == (12, None)  # a list: the first one
+    soon = rate(x_ratelimit_remaining="3", x_ratelimit_reset=str(int(time.time()) + 40))
+    assert soon[0] == 3 and 38 <= soon[1] <= 41
+    assert rate(x_ratelimit_reset=str(int(time.time()) - 40)) == (None, 0.0)  # already past
+    assert rate(x_ratelimit_remaining="lots", x_ratelimit_reset="") == (None, None)
+    assert rate() == (None, None)
 
 
 def test_400_keeps_planfix_answer(planfix):  # noqa: F811

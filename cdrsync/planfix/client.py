@@ -10,11 +10,15 @@ How answers are sorted (`Outcome.kind`):
   request stays queued and delivery stalls until the cause is fixed.
 - "reject": 400 / 413 / 422, Planfix refused *this* request; its answer is kept.
 - "unauthorized": 401 / 403, the token is wrong; nothing must be sent until it is fixed.
+
+Whatever the kind, Planfix's rate signals travel with the outcome (`rate_remaining`,
+`rate_reset`), so the deliverer can pause before Planfix has to answer 429.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -31,6 +35,11 @@ OK, RETRY, REJECT, UNAUTHORIZED = "ok", "retry", "reject", "unauthorized"
 _REJECT = {400, 413, 422}
 _UNAUTHORIZED = {401, 403}
 _ANSWER_MAX = 300  # characters of Planfix's answer kept for the log and `status`
+# The header names of the rate signals: the de facto `X-RateLimit-*` pair, then the IETF draft's.
+_REMAINING = ("X-RateLimit-Remaining", "RateLimit-Remaining")
+_RESET = ("X-RateLimit-Reset", "RateLimit-Reset")
+_EPOCH = 1_000_000_000  # a reset above this is a moment (Unix time), below it a number of seconds
+_LEADING_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class Outcome:
     status: Optional[int] = None  # HTTP status, None when no answer came
     retry_after: Optional[float] = None  # seconds, from a 429/503 Retry-After
     connection: bool = False  # no HTTP answer at all (refused, timeout, TLS)
+    rate_remaining: Optional[int] = None  # requests Planfix still allows (X-RateLimit-Remaining)
+    rate_reset: Optional[float] = None  # seconds until that allowance refills (X-RateLimit-Reset)
 
 
 class PlanfixClient:
@@ -114,6 +125,7 @@ class PlanfixClient:
         text = resp.text
         answer = self._clean(" ".join(text.split()))[:_ANSWER_MAX]
         detail = f"HTTP {status}" + (f": {answer}" if answer else "")
+        remaining, reset = _rate(resp.headers)
         if 200 <= status < 300:
             kind = OK
         elif status in _UNAUTHORIZED:
@@ -126,9 +138,9 @@ class PlanfixClient:
                 detail += f" (redirect to {where}: check [planfix] url)"
             elif status == 404:
                 detail += " (check [planfix] url)"
-            return Outcome(RETRY, detail, status,
-                           _retry_after(resp.headers.get("Retry-After"))), text
-        return Outcome(kind, detail, status), text
+            return Outcome(RETRY, detail, status, _retry_after(resp.headers.get("Retry-After")),
+                           rate_remaining=remaining, rate_reset=reset), text
+        return Outcome(kind, detail, status, rate_remaining=remaining, rate_reset=reset), text
 
     def _clean(self, text: str) -> str:
         text = redact(str(text))
@@ -174,3 +186,26 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _rate(headers: Any) -> tuple[Optional[int], Optional[float]]:
+    """(requests remaining, seconds until the allowance refills) from the rate-limit headers.
+
+    `X-RateLimit-Reset` is written two ways in the wild: a Unix time (GitHub, Heroku) or a
+    number of seconds (the IETF draft's `RateLimit-Reset`, many others); 10^9 seconds are 31
+    years, so a value that large can only be a Unix time.
+    """
+    remaining = _header_number(headers, _REMAINING)
+    reset = _header_number(headers, _RESET)
+    if reset is not None and reset >= _EPOCH:
+        reset = max(0.0, reset - time.time())
+    return (None if remaining is None else int(remaining)), reset
+
+
+def _header_number(headers: Any, names: tuple[str, ...]) -> Optional[float]:
+    for name in names:
+        value = headers.get(name)
+        found = _LEADING_NUMBER.match(value) if value else None
+        if found:
+            return float(found.group(1))
+    return None
