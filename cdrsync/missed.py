@@ -3,6 +3,9 @@
 Recipients (`[missed] notify`): "rang" tells every extension that rang; "targets" tells the list
 configured for the call's DID (or, failing that, its queue). Each falls back to the other, then to
 the call's `ext`, so a missed call is never told to nobody when someone could be told.
+"responsible" tells whom Planfix names responsible for the caller, asked when the notice is due
+(`cdrsync.planfix.messages`); `recipients()` is then what Planfix's silence falls back to, as
+"rang".
 
 Callback window (`[missed] callback_window` minutes, off by default): the notice is held back in
 the outbox until the window has passed (`Request.not_before`); the deliverer then asks

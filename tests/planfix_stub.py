@@ -12,6 +12,12 @@ Every request is recorded with the status it got, so a test can assert on what P
 the same port (connection refused while down, keep-alive connections cut). `allow()` sets a rate
 allowance announced in `X-RateLimit-Remaining` / `X-RateLimit-Reset` and enforced with 429.
 
+Who is responsible for a caller (`responsible()`, `hang_lookups()`) is answered both ways Planfix
+offers: `callInfoRespNum` (JSON, to the FreePBX-integration address) with
+`{"responsibleNumbers": [...]}` or `{"error": "no persons responsible"}` — the latter also when
+the only responsible is the extension asked about, as Planfix's help page says — and `cmd=contact`
+(form, to the telephony address) with `{"contact_name", "responsible"}`.
+
 Use it as a context manager or through the `planfix` pytest fixture defined here.
 """
 
@@ -47,7 +53,8 @@ _REQUIRED = {
     "ping": (),
 }
 _REQUIRED_COMPLETED = ("duration", "is_recorded", "status")
-_REQUIRED_MISSED = ("event", "uniqueId", "intNum", "extNum")
+_REQUIRED_MISSED = ("event", "uniqueId", "intNum", "extNum")  # callInfoRespNum's too
+_JSON_EVENTS = ("callMissedNotify", "callInfoRespNum")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class _Faults:
     fail_until_status: int = 503
     hang_next: list[tuple[float, int]] = field(default_factory=list)  # (seconds, then status)
     reject_callids: dict[str, tuple[int, str]] = field(default_factory=dict)
+    lookup_hang: float = 0.0  # s every question about a caller is held before its answer
 
 
 @dataclass
@@ -109,6 +117,7 @@ class PlanfixStub:
         self._log: list[Received] = []
         self._faults = _Faults()
         self._allowance: Optional[_Allowance] = None
+        self._responsible: dict[str, tuple[tuple[str, ...], str]] = {}  # phone -> (exts, name)
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._open: set[socket.socket] = set()
@@ -214,6 +223,17 @@ class PlanfixStub:
         with self._lock:
             self._allowance = None if requests is None else _Allowance(requests, per, epoch)
 
+    def responsible(self, phone: str, *extensions: str, name: str = "") -> None:
+        """Planfix's contact for `phone` (as cdrsync sends it, `extNum`): its name and the
+        extensions of the employees responsible for it (none: "no persons responsible")."""
+        with self._lock:
+            self._responsible[phone] = (tuple(extensions), name)
+
+    def hang_lookups(self, seconds: float) -> None:
+        """Hold every question about a caller `seconds` before answering it (0: answer at once)."""
+        with self._lock:
+            self._faults.lookup_hang = seconds
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults = _Faults()
@@ -283,6 +303,7 @@ class PlanfixStub:
                 return faults.fail_until_status, {}, b'{"error":"Service unavailable"}', 0.0
             token = self.token
             rejected = dict(faults.reject_callids)
+            hang = faults.lookup_hang
         if path not in (API_PATH, MISSED_PATH):
             return 404, {}, b'{"error":"Not found"}', 0.0
         if fields.get("planfix_token") != token:
@@ -296,7 +317,24 @@ class PlanfixStub:
         if not is_json and fields.get("cmd") == "ping":
             body = json.dumps({"pbxToken": token, "pbxUrl": self.url}).encode()
             return 200, {}, body, 0.0
+        if is_json and fields["event"] == "callInfoRespNum":
+            return 200, {}, self._who(str(fields["extNum"]), str(fields["intNum"])), hang
+        if not is_json and fields.get("cmd") == "contact":
+            return 200, {}, self._contact(fields["phone"]), hang
         return 200, {}, b"", 0.0
+
+    def _who(self, phone: str, asked: str) -> bytes:
+        with self._lock:
+            extensions = self._responsible.get(phone, ((), ""))[0]
+        if not extensions or extensions == (asked,):
+            return b'{"error":"no persons responsible"}'
+        return json.dumps({"responsibleNumbers": list(extensions)}).encode()
+
+    def _contact(self, phone: str) -> bytes:
+        with self._lock:
+            extensions, name = self._responsible.get(phone, ((), ""))
+        return json.dumps({"contact_name": name,
+                           "responsible": extensions[0] if extensions else ""}).encode()
 
     def _record(self, entry: Received) -> None:
         with self._lock:
@@ -312,7 +350,7 @@ class PlanfixStub:
 
 def _valid(path: str, fields: dict[str, Any], is_json: bool) -> bool:
     if is_json:
-        return (path == MISSED_PATH and fields.get("event") == "callMissedNotify"
+        return (path == MISSED_PATH and fields.get("event") in _JSON_EVENTS
                 and all(k in fields for k in _REQUIRED_MISSED) and bool(fields["uniqueId"]))
     if path != API_PATH:
         return False

@@ -22,8 +22,10 @@ from cdrsync.planfix.client import (
     REJECT,
     RETRY,
     UNAUTHORIZED,
+    Outcome,
     PlanfixClient,
     _rate,
+    _responsible_numbers,
 )
 from cdrsync.planfix.messages import (
     MISSED,
@@ -276,6 +278,37 @@ def test_rate_headers_in_their_spellings():
     assert rate() == (None, None)
 
 
+def test_who_is_responsible_is_asked_as_json_without_the_fallback(planfix):  # noqa: F811
+    client, cfg = _client(planfix)
+    cfg = replace(cfg, missed=replace(cfg.missed, notify="responsible"))
+    [question] = missed_requests(make_call(status=Status.MISSED, answered_by="", final_ext=""),
+                                 cfg)
+    planfix.responsible("+74951234567", "105")
+    outcome, numbers = client.responsible(question, timeout=1)
+    assert (outcome.kind, numbers) == (OK, ("105",))
+    [got] = planfix.received("callInfoRespNum")
+    assert got.is_json and got.path == "/missed" and "fallback" not in got.fields
+    planfix.hang_lookups(2)
+    outcome, numbers = client.responsible(question, timeout=0.2)
+    assert (outcome.kind, outcome.timed_out, numbers) == (RETRY, True, None)
+    assert "0.2s" in outcome.detail
+
+
+@pytest.mark.parametrize("kind,answer,numbers", [
+    (OK, '{"responsibleNumbers": ["101", 102, "101", " "]}', ("101", "102")),
+    (OK, '{"responsibleNumbers": []}', ()),
+    (OK, '{"error": "no persons responsible"}', ()),
+    (REJECT, '{"error":"No persons responsible"}', ()),
+    (REJECT, '{"error":"Invalid parameters"}', None),
+    (OK, "", None),
+    (OK, "<html>", None),
+    (OK, '["101"]', None),
+    (RETRY, '{"responsibleNumbers": ["101"]}', None),  # a 503's body is no answer
+])
+def test_what_an_answer_about_the_responsible_says(kind, answer, numbers):
+    assert _responsible_numbers(Outcome(kind), answer) == numbers
+
+
 def test_400_keeps_planfix_answer(planfix):  # noqa: F811
     client, _ = _client(planfix)
     planfix.reject_callid("1.1", answer='{"error":"Invalid parameters","field":"ext"}')
@@ -372,3 +405,14 @@ def test_stub_speaks_the_documented_protocol(planfix):  # noqa: F811
     del notice["intNum"]
     assert post(planfix.missed_url, as_json={**notice, **token}).status_code == 400
     assert planfix.callids() == ["1.1"] and planfix.callids("callMissedNotify") == ["1.1"]
+    # who is responsible: callInfoRespNum (JSON) and cmd=contact (form)
+    planfix.responsible("+7", "105", "106", name="ООО Ромашка")
+    ask = {"event": "callInfoRespNum", "uniqueId": "1.1", "intNum": "101", "extNum": "+7"}
+    answer = post(planfix.missed_url, as_json={**ask, **token})
+    assert answer.json() == {"responsibleNumbers": ["105", "106"]}
+    nobody = post(planfix.missed_url, as_json={**ask, "extNum": "+8", **token})
+    assert nobody.json() == {"error": "no persons responsible"}
+    assert post(planfix.missed_url, as_json=ask).status_code == 401
+    contact = post(planfix.url, data={"cmd": "contact", "phone": "+7", **token})
+    assert contact.json() == {"contact_name": "ООО Ромашка", "responsible": "105"}
+    assert post(planfix.url, data={"cmd": "contact", **token}).status_code == 400

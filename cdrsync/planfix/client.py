@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 
 from cdrsync import __version__
 from cdrsync.config import PlanfixConfig, redact
-from cdrsync.planfix.messages import MISSED, Request
+from cdrsync.planfix.messages import MISSED, RESPONSIBLE, Request, lookup_body
 
 OK, RETRY, REJECT, UNAUTHORIZED = "ok", "retry", "reject", "unauthorized"
 _REJECT = {400, 413, 422}
@@ -40,6 +40,7 @@ _REMAINING = ("X-RateLimit-Remaining", "RateLimit-Remaining")
 _RESET = ("X-RateLimit-Reset", "RateLimit-Reset")
 _EPOCH = 1_000_000_000  # a reset above this is a moment (Unix time), below it a number of seconds
 _LEADING_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
+NO_PERSONS = "no persons responsible"  # Planfix's answer to callInfoRespNum when nobody is
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Outcome:
     status: Optional[int] = None  # HTTP status, None when no answer came
     retry_after: Optional[float] = None  # seconds, from a 429/503 Retry-After
     connection: bool = False  # no HTTP answer at all (refused, timeout, TLS)
+    timed_out: bool = False  # connected, but no answer came within the timeout
     rate_remaining: Optional[int] = None  # requests Planfix still allows (X-RateLimit-Remaining)
     rate_reset: Optional[float] = None  # seconds until that allowance refills (X-RateLimit-Reset)
 
@@ -79,14 +81,15 @@ class PlanfixClient:
 
     def send(self, request: Request) -> Outcome:
         """POST `request` (its fields plus the token) where its target says."""
-        if request.target == MISSED:
-            if not self.cfg.missed_url:
-                return Outcome(REJECT, "[planfix] missed_url is not set; cannot send a missed-call "
-                                       "notice (skip it or set missed_url)")
-            return self._exchange(self.cfg.missed_url, {
-                "json": dict(request.fields, planfix_token=self.cfg.token)})[0]
-        return self._exchange(self.cfg.url, {
-            "data": dict(request.fields, planfix_token=self.cfg.token)})[0]
+        return self._send(request, self.cfg.timeout)[0]
+
+    def responsible(self, request: Request, timeout: float
+                    ) -> tuple[Outcome, Optional[tuple[str, ...]]]:
+        """Ask Planfix who is responsible for a caller (a `RESPONSIBLE` request, callInfoRespNum),
+        waiting `timeout` seconds at most: the outcome, and the extensions Planfix named — () for
+        "no persons responsible", None when the answer says neither (none came, an error)."""
+        outcome, text = self._send(request, timeout)
+        return outcome, _responsible_numbers(outcome, text)
 
     def ping(self) -> tuple[bool, str]:
         """Check address and token with `cmd=ping`; (ok, one token-free line)."""
@@ -105,13 +108,27 @@ class PlanfixClient:
         shown = f" (pbxUrl {self._clean(pbx_url)})" if pbx_url else ""
         return True, "Planfix answered ping" + shown
 
-    def _exchange(self, url: str, body: dict[str, Any]) -> tuple[Outcome, str]:
+    def _send(self, request: Request, timeout: float) -> tuple[Outcome, str]:
+        if request.target in (MISSED, RESPONSIBLE):
+            if not self.cfg.missed_url:
+                return Outcome(REJECT, "[planfix] missed_url is not set; cannot send a missed-call "
+                                       "notice (skip it or set missed_url)"), ""
+            fields = lookup_body(request) if request.target == RESPONSIBLE else request.fields
+            return self._exchange(self.cfg.missed_url, {
+                "json": dict(fields, planfix_token=self.cfg.token)}, timeout)
+        return self._exchange(self.cfg.url, {
+            "data": dict(request.fields, planfix_token=self.cfg.token)}, timeout)
+
+    def _exchange(self, url: str, body: dict[str, Any], timeout: Optional[float] = None
+                  ) -> tuple[Outcome, str]:
         """One POST of `body` (`data=`: a form, `json=`) to `url`; (outcome, the answer's text)."""
+        timeout = self.cfg.timeout if timeout is None else timeout
         try:
-            resp = self._sessions[url].post(url, timeout=self.cfg.timeout, verify=self.verify,
+            resp = self._sessions[url].post(url, timeout=timeout, verify=self.verify,
                                             allow_redirects=False, **body)
-        except requests.Timeout:
-            return Outcome(RETRY, f"no answer within {self.cfg.timeout:g}s", connection=True), ""
+        except requests.Timeout as exc:
+            return Outcome(RETRY, f"no answer within {timeout:g}s", connection=True,
+                           timed_out=not isinstance(exc, requests.ConnectTimeout)), ""
         except requests.exceptions.SSLError as exc:
             return Outcome(RETRY, f"TLS error: {self._clean(_first_cause(exc))}",
                            connection=True), ""
@@ -154,6 +171,27 @@ def _session() -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def _responsible_numbers(outcome: Outcome, text: str) -> Optional[tuple[str, ...]]:
+    """The extensions of a callInfoRespNum answer (`{"responsibleNumbers": [...]}`); () for
+    `{"error": "no persons responsible"}` (also with a 4xx, or an empty list); None otherwise."""
+    if outcome.kind not in (OK, REJECT):
+        return None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    numbers = answer.get("responsibleNumbers")
+    if outcome.kind == OK and isinstance(numbers, list):
+        named = (str(n).strip() for n in numbers if isinstance(n, (str, int)))
+        return tuple(dict.fromkeys(n for n in named if n))
+    error = answer.get("error")
+    if isinstance(error, str) and NO_PERSONS in error.lower():
+        return ()
+    return None
 
 
 def _first_cause(exc: BaseException) -> str:
