@@ -106,9 +106,12 @@ class PbxConfig:
 class MissedConfig:
     """Who is told about a missed inbound call (callMissedNotify)."""
 
-    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below
+    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below;
+    # "responsible": whom Planfix names responsible for the caller (else those that rang)
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # DID or queue -> exts
     callback_window: int = 0  # min; >0: no notice if the caller got through or was called back
+    responsible_ttl: int = 3600  # s Planfix's answer for a caller is reused; 0 = ask every time
+    responsible_timeout: float = 3.0  # s to wait for that answer before telling those that rang
 
 
 @dataclass(frozen=True)
@@ -288,8 +291,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("schedule.interval: must be at least 1 second")
     if cfg.pbx.ext_policy not in ("last", "first"):
         raise ConfigError('pbx.ext_policy: must be "last" or "first"')
-    if cfg.missed.notify not in ("rang", "targets"):
-        raise ConfigError('missed.notify: must be "rang" or "targets"')
+    if cfg.missed.notify not in ("rang", "targets", "responsible"):
+        raise ConfigError('missed.notify: must be "rang", "targets" or "responsible"')
+    if cfg.missed.responsible_timeout <= 0:
+        raise ConfigError("missed.responsible_timeout: must be more than 0 seconds")
     if cfg.log.format not in ("text", "json"):
         raise ConfigError('log.format: must be "text" or "json"')
     for pattern_key, patterns in (("pbx.extension_pattern", (cfg.pbx.extension_pattern,)),
