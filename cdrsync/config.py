@@ -24,6 +24,9 @@ DEFAULT_PATH = "/etc/cdrsync/cdrsync.toml"
 ENV_PATH = "CDRSYNC_CONFIG"
 ENV_SOURCE_URL = "CDRSYNC_SOURCE_URL"
 ENV_TOKEN = "CDRSYNC_PLANFIX_TOKEN"
+# The latest expiry a recording link may carry: 12 digits in recordings/links.py and the Lua
+# script; nginx's secure_link parses it into a time_t, which holds it.
+MAX_EXPIRES = 10**12 - 1
 
 
 class ConfigError(Exception):
@@ -281,8 +284,6 @@ def _validate(cfg: Config) -> None:
                           "(links must not be guessable)")
     if cfg.recordings.sign_key and len(cfg.recordings.sign_key) < 16:
         raise ConfigError("recordings.sign_key: too short; use at least 16 random characters")
-    from .recordings.links import MAX_EXPIRES  # not at the top: links.py imports this module
-
     longest = int(MAX_EXPIRES - time.time())
     if cfg.recordings.link_ttl > longest:
         raise ConfigError(f"recordings.link_ttl: links would expire later than the link check can "

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdrsync import config
-from cdrsync.config import RecordingsConfig
-from cdrsync.recordings.links import MAX_EXPIRES, make_link, token, verify
+from cdrsync.config import MAX_EXPIRES, RecordingsConfig
+from cdrsync.recordings.links import make_link, token, verify
 from tests.e2e import cdrsync, write_config
 
 KEY = "s3cret-key-0123456789"

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cdrsync.config import RecordingsConfig
-from cdrsync.recordings.links import MAX_EXPIRES, make_link, token
+from cdrsync.config import MAX_EXPIRES, RecordingsConfig
+from cdrsync.recordings.links import make_link, token
 from tests.e2e import start_cdrsync, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

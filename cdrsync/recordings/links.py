@@ -34,9 +34,6 @@ from urllib.parse import parse_qs, quote
 
 from ..config import RecordingsConfig
 
-# The latest expiry every check takes: 12 digits here and in the Lua script; nginx's secure_link
-# parses it into a time_t, which holds it. config.py refuses a link_ttl that would pass it.
-MAX_EXPIRES = 10**12 - 1
 _EXPIRES = re.compile(r"[1-9][0-9]{0,11}")
 
 
