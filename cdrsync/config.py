@@ -92,14 +92,17 @@ class ScheduleConfig:
 class PbxConfig:
     """How to read a dialplan; the defaults fit a stock FreePBX."""
 
-    extension_pattern: str = r"^\d{2,6}$"
+    # Who is a phone, a trunk, a group is learned from the rows (cdrsync.pbx); these override it.
+    extension_pattern: str = ""  # regex: a device whose name matches is the phone of that number
     trunk_channels: tuple[str, ...] = ()  # regexes of trunk channel names, e.g. "^PJSIP/carrier-"
     inbound_contexts: tuple[str, ...] = (
         "from-pstn",
         "from-trunk",
         "from-pstn-*",
         "from-trunk-*",
+        "from-sip-external",
     )
+    internal_contexts: tuple[str, ...] = ("from-internal", "from-internal-*")  # phones' contexts
     default_country: str = "RU"  # region for numbers written without a country code
     ext_policy: str = "last"  # "last" | "first": who gets a transferred call
     ivr_hangup_missed: bool = True  # a caller hanging up in an IVR is a missed call
@@ -298,7 +301,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("missed.responsible_timeout: must be more than 0 seconds")
     if cfg.log.format not in ("text", "json"):
         raise ConfigError('log.format: must be "text" or "json"')
-    for pattern_key, patterns in (("pbx.extension_pattern", (cfg.pbx.extension_pattern,)),
+    for pattern_key, patterns in (("pbx.extension_pattern", (cfg.pbx.extension_pattern,) if
+                                   cfg.pbx.extension_pattern else ()),
                                   ("pbx.trunk_channels", cfg.pbx.trunk_channels)):
         for pattern in patterns:
             try:
