@@ -402,3 +402,23 @@ def test_damaged_rows_never_crash(cdr_rows, cel_rows):
     assert call.callid == "1.2" and call.reasons[0].startswith("direction ")
     assert call.duration == 0 or call.status.value == "Success"  # talk only when answered
     assert call.phone == "" or call.phone.lstrip("+").isdigit()  # never a name as a phone
+
+
+@pytest.mark.parametrize("dialled, phone", [
+    ("1795697854.7", "17956978547"),  # found by the property test above: dots are separators
+    ("112", "112"),  # a short number: sent as dialled
+    ("8 (916) 123-45-67", "+79161234567"),
+])
+def test_an_outbound_phone_is_digits_or_e164(dialled, phone):
+    """An outbound call's `phone` is what the trunk dialled, as E.164 where phonenumbers knows
+    it, else its digits: never separators or letters (shape: one FreePBX outbound row, a phone
+    dialling through macro-dialout-trunk, as in round A's s10)."""
+    row = CdrRow(calldate=datetime(2026, 11, 26, 10, 0, 0), src="101", dst=dialled,
+                 dcontext="from-internal", channel="PJSIP/101-00000001",
+                 dstchannel="PJSIP/carrier-00000002", lastapp="Dial", duration=10, billsec=5,
+                 disposition="ANSWERED", uniqueid="1795697854.7", linkedid="1795697854.7",
+                 outbound_cnum="5551000")
+    call = interpret(CallRows("1795697854.7", frozenset({"1795697854.7"}), (row,)),
+                     PbxConfig(default_country="RU"), ZoneInfo("UTC"))
+    assert call.direction.value == "outbound"
+    assert call.phone == phone

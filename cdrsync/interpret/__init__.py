@@ -181,7 +181,9 @@ def _phone(raw: str, direction: Direction, pbx: PbxConfig) -> str:
     could match (Planfix gets an empty phone; `data_phone_raw` keeps what the PBX wrote)."""
     if direction == Direction.INTERNAL or not _NUMBER.fullmatch(raw.strip()):
         return ""
-    return normalise(raw, pbx.default_country)
+    number = normalise(raw, pbx.default_country)
+    # not a public number phonenumbers knows (a short code, a dotted string): its digits alone
+    return number if number.startswith("+") else re.sub(r"\D", "", number)
 
 
 def _outside_party(facts: Facts, direction: Direction) -> str:
