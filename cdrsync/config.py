@@ -6,14 +6,18 @@ Where the file is found: `--config PATH`, else `$CDRSYNC_CONFIG`, else `/etc/cdr
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import math
 import os
 import re
 import sys
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if sys.version_info >= (3, 11):
@@ -466,11 +470,89 @@ def _same_database(a: str, b: str) -> bool:
     return strip(a) == strip(b)
 
 
-def redact(text: str, cfg: Optional[Config] = None) -> str:
-    """Remove passwords in URLs and the configured secrets from a text meant for a log or error."""
+def redact(text: str, cfg: Any = None) -> str:
+    """`text` without the password of any URL in it and without any secret of `cfg` (a `Config`
+    or one of its sections), in whatever encoding it was echoed: see `_secret_pattern`."""
     text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    if cfg is not None:
-        for secret in (cfg.planfix.token, cfg.recordings.sign_key):
-            if secret:
-                text = text.replace(secret, "***")
-    return text
+    if cfg is None:
+        return text
+    pattern = _pattern_of(cfg)
+    return pattern.sub("***", text) if pattern is not None else text
+
+
+_PATTERNS: dict[int, tuple[Any, Optional[re.Pattern[str]]]] = {}
+
+
+def _pattern_of(cfg: Any) -> Optional[re.Pattern[str]]:
+    """The secret pattern of a (frozen, so unchanging) configuration, worked out once: every log
+    line is redacted, and walking the configuration costs five times the matching."""
+    known = _PATTERNS.get(id(cfg))
+    if known is None or known[0] is not cfg:
+        if len(_PATTERNS) >= 16:
+            _PATTERNS.clear()
+        known = _PATTERNS[id(cfg)] = (cfg, _secret_pattern(secrets(cfg)))
+    return known[1]
+
+
+def secrets(cfg: Any) -> tuple[str, ...]:
+    """Every secret a configuration or section holds: the Planfix token, the signing key, and the
+    password of every address (as written in the URL and %-decoded), with the Basic-auth value an
+    HTTP client derives from an address's `user:password`."""
+    found: set[str] = set()
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            found.update(secrets(value))
+        elif isinstance(value, str) and value and f.name in ("token", "sign_key"):
+            found.add(value)
+        elif isinstance(value, str) and (f.name == "url" or f.name.endswith("_url")):
+            for user, password in _credentials(value):
+                for pair in (f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"):
+                    found.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+                found.update((password, unquote(password)))
+    return tuple(sorted(found - {""}, key=lambda s: (-len(s), s)))
+
+
+def _credentials(url: str) -> set[tuple[str, str]]:
+    """(user, password) as written in `url`, split where SQLAlchemy splits it (the first @) and
+    where urllib does (the last @ before the path): a raw @ in a password makes them differ."""
+    _scheme, sep, rest = url.partition("://")
+    found: set[tuple[str, str]] = set()
+    if sep:
+        for userinfo in (rest.partition("@")[0] if "@" in rest else "",
+                         rest.split("/", 1)[0].rpartition("@")[0]):
+            user, colon, password = userinfo.partition(":")
+            if colon and password:
+                found.add((user, password))
+    return found
+
+
+@lru_cache(maxsize=16)
+def _secret_pattern(secret_values: tuple[str, ...]) -> Optional[re.Pattern[str]]:
+    """One expression that finds each secret written raw or escaped, character by character, the
+    way an echoing server or a library may write it back: %-encoded by `quote` or `quote_plus`
+    (either hex case, `+` for a space, twice-encoded `%25..`), JSON-escaped (`\\u00..`, `\\/` as
+    PHP writes it), HTML-escaped (`&amp;`, `&#38;`, `&#x26;`), or with Python's repr escapes.
+    Letter case is ignored: hiding a look-alike costs nothing, showing a secret does."""
+    if not secret_values:
+        return None
+    return re.compile("|".join("".join(_char_pattern(c) for c in secret)
+                               for secret in secret_values), re.IGNORECASE)
+
+
+def _char_pattern(char: str) -> str:
+    forms = {re.escape(char), re.escape(html.escape(char)), f"&#0*{ord(char)};",
+             f"&#x0*{ord(char):x};", re.escape(json.dumps(char)[1:-1]),
+             re.escape(json.dumps(char, ensure_ascii=False)[1:-1]), re.escape(repr(char)[1:-1])}
+    forms.add("".join(rf"%(?:25)?{byte:02x}" for byte in char.encode("utf-8")))
+    forms.add("".join(rf"\\u{unit:04x}" for unit in _utf16(char)))
+    if char == "/":
+        forms.add(r"\\/")
+    if char == " ":
+        forms.update((r"\+", "%2b"))  # quote_plus's +, and that + encoded once more
+    return "(?:" + "|".join(sorted(forms, key=lambda f: (-len(f), f))) + ")"
+
+
+def _utf16(char: str) -> list[int]:
+    data = char.encode("utf-16-be")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]

@@ -183,8 +183,7 @@ class PlanfixClient:
         return route
 
     def _clean(self, text: str) -> str:
-        text = redact(str(text))
-        return text.replace(self.cfg.token, "***") if self.cfg.token else text
+        return redact(str(text), self.cfg)
 
 
 def _environ_proxy(scheme: str, host: str) -> str:
