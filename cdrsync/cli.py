@@ -141,9 +141,17 @@ def main(ctx: click.Context, config_path: Optional[str], verbose: int,
 
 
 def _pipeline(obj: Context, dry_run: bool = False, stop: Optional[threading.Event] = None):
+    from .dryrun import DryRunOut
     from .pipeline import Pipeline
 
-    return Pipeline(obj.cfg, dry_run=dry_run, out=sys.stdout if dry_run else None, stop=stop)
+    return Pipeline(obj.cfg, dry_run=dry_run, out=DryRunOut(sys.stdout) if dry_run else None,
+                    stop=stop)
+
+
+def _tell_dry_run(pipeline) -> None:
+    """After a dry run's requests (stdout), what they add up to, for a person (stderr)."""
+    if pipeline.dry_run:
+        click.echo("\n".join(pipeline.out.summary()), err=True)
 
 
 def _locked(obj: Context) -> RunLock:
@@ -183,6 +191,7 @@ def sync(obj: Context, dry_run: bool) -> None:
             try:
                 result = _timed_pass(pipeline, "sync", lambda: pipeline.sync_pass(
                     drain_seconds=_drain_budget(cfg)))
+                _tell_dry_run(pipeline)
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -320,6 +329,7 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
 
                     result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
                         since_dt, until_dt, notify_missed=notify_missed, progress=progress))
+                _tell_dry_run(pipeline)
             finally:
                 pipeline.close()
     except Busy as exc:
