@@ -38,6 +38,8 @@ def demo_config() -> Config:
         "schedule": {"cel_settle": 0},
         "pbx": {"default_country": "US"},
         "recordings": {"dir": str(RECORDINGS), "base_url": f"http://{LISTEN}/monitor",
-                       "listen": LISTEN, "sign_key": "demo-key-known-to-all-not-a-secret"},
+                       "listen": LISTEN, "sign_key": "demo-key-known-to-all-not-a-secret",
+                       # finished files, but installed a moment ago: their age says nothing
+                       "min_age": 0},
         "log": {"level": "WARNING"},
     }, env={}, path="(demo)")
