@@ -7,12 +7,14 @@ Where the file is found: `--config PATH`, else `$CDRSYNC_CONFIG`, else `/etc/cdr
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
 import os
 import re
 import sys
+import time
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +31,9 @@ DEFAULT_PATH = "/etc/cdrsync/cdrsync.toml"
 ENV_PATH = "CDRSYNC_CONFIG"
 ENV_SOURCE_URL = "CDRSYNC_SOURCE_URL"
 ENV_TOKEN = "CDRSYNC_PLANFIX_TOKEN"
+# The latest expiry a recording link may carry: 12 digits in recordings/links.py and the Lua
+# script; nginx's secure_link parses it into a time_t, which holds it.
+MAX_EXPIRES = 10**12 - 1
 
 
 class ConfigError(Exception):
@@ -111,9 +116,12 @@ class PbxConfig:
 class MissedConfig:
     """Who is told about a missed inbound call (callMissedNotify)."""
 
-    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below
+    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below;
+    # "responsible": whom Planfix names responsible for the caller (else those that rang)
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # DID or queue -> exts
     callback_window: int = 0  # min; >0: no notice if the caller got through or was called back
+    responsible_ttl: int = 3600  # s Planfix's answer for a caller is reused; 0 = ask every time
+    responsible_timeout: float = 3.0  # s to wait for that answer before telling those that rang
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class LogConfig:
 class MetricsConfig:
     listen: str = ""  # "127.0.0.1:9464": a Prometheus endpoint in `run` mode
     textfile: str = ""  # path of a node-exporter textfile, rewritten after each pass
+    pbx: str = ""  # the `pbx` label of every series; "": the config file's name, else host name
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,10 @@ _RANGES: dict[str, _Range] = {
     "schedule.orphan_after": _Range(_MIN, 7 * _DAY),
     # the notice waits that long: past a day it is no longer a missed call but history
     "missed.callback_window": _Range(1, 24 * 60, "min", off="off"),
+    # who is responsible for a caller changes: a week-old answer may name someone who left
+    "missed.responsible_ttl": _Range(1, 7 * _DAY, off="ask every time"),
+    # the missed-call notice waits for Planfix's answer: more than 30 s and it comes late
+    "missed.responsible_timeout": _Range(0.1, 30),
 }
 
 
@@ -340,10 +353,14 @@ def _validate(cfg: Config) -> None:
                           "(links must not be guessable)")
     if cfg.recordings.sign_key and len(cfg.recordings.sign_key) < 16:
         raise ConfigError("recordings.sign_key: too short; use at least 16 random characters")
+    longest = int(MAX_EXPIRES - time.time())
+    if cfg.recordings.link_ttl > longest:
+        raise ConfigError(f"recordings.link_ttl: links would expire later than the link check can "
+                          f"hold; use at most {longest} s (0 = links that never expire)")
     if cfg.pbx.ext_policy not in ("last", "first"):
         raise ConfigError('pbx.ext_policy: must be "last" or "first"')
-    if cfg.missed.notify not in ("rang", "targets"):
-        raise ConfigError('missed.notify: must be "rang" or "targets"')
+    if cfg.missed.notify not in ("rang", "targets", "responsible"):
+        raise ConfigError('missed.notify: must be "rang", "targets" or "responsible"')
     if cfg.log.format not in ("text", "json"):
         raise ConfigError('log.format: must be "text" or "json"')
     if cfg.log.level.upper() not in _LEVELS:
@@ -508,9 +525,18 @@ def secrets(cfg: Any) -> tuple[str, ...]:
         elif isinstance(value, str) and (f.name == "url" or f.name.endswith("_url")):
             for user, password in _credentials(value):
                 for pair in (f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"):
-                    found.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+                    found.update(_basic_auth(pair))
                 found.update((password, unquote(password)))
     return tuple(sorted(found - {""}, key=lambda s: (-len(s), s)))
+
+
+def _basic_auth(pair: str) -> set[str]:
+    """The Basic-auth values of `user:password`: UTF-8, and Latin-1 as requests encodes it."""
+    found = set()
+    for charset in ("utf-8", "latin-1"):
+        with contextlib.suppress(UnicodeEncodeError):  # not sendable in it: never sent in it
+            found.add(base64.b64encode(pair.encode(charset)).decode("ascii"))
+    return found
 
 
 def _credentials(url: str) -> set[tuple[str, str]]:

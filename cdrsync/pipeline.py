@@ -23,7 +23,7 @@ from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .interpret import interpret
 from .model import Call, CallRows
-from .planfix import requests as pfreq
+from .planfix import messages as pfreq
 from .planfix.client import PlanfixClient
 from .recordings import late
 from .recordings.convert import playable
