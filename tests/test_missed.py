@@ -267,5 +267,5 @@ def test_responsible_is_a_choice_of_the_config_with_a_timeout_above_zero():
     assert stub_config(missed={"notify": "responsible"}).missed.responsible_timeout == 3.0
     with pytest.raises(ConfigError, match="missed.notify"):
         stub_config(missed={"notify": "owner"})
-    with pytest.raises(ConfigError, match="missed.responsible_timeout: must be more than 0"):
+    with pytest.raises(ConfigError, match="missed.responsible_timeout: must be from 0.1 s to 30 s"):
         stub_config(missed={"responsible_timeout": 0})

@@ -160,8 +160,7 @@ class PlanfixClient:
         return Outcome(kind, detail, status, rate_remaining=remaining, rate_reset=reset), text
 
     def _clean(self, text: str) -> str:
-        text = redact(str(text))
-        return text.replace(self.cfg.token, "***") if self.cfg.token else text
+        return redact(str(text), self.cfg)
 
 
 def _session() -> requests.Session:
