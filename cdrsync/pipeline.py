@@ -7,20 +7,20 @@ the finder's cursor past its rows, and a request leaves the outbox only after Pl
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Optional, TextIO
+from typing import Callable, Optional
 
 from . import finder, history
 from .config import Config
 from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
+from .dryrun import DryRunOut
 from .interpret import interpret
 from .model import Call, CallRows
 from .pbx.keeper import Keeper
@@ -65,7 +65,7 @@ class PassResult:
 class Pipeline:
     """Everything a pass needs, opened once and reused by every pass of a `run`."""
 
-    def __init__(self, cfg: Config, *, dry_run: bool = False, out: Optional[TextIO] = None,
+    def __init__(self, cfg: Config, *, dry_run: bool = False, out: Optional[DryRunOut] = None,
                  stop: Optional[threading.Event] = None) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
@@ -162,10 +162,10 @@ class Pipeline:
         cursor in the same transaction; returns the number of requests queued."""
         prepared = list(self._prepare(discovery.calls, notify_missed, now, result))
         if self.dry_run:
-            for item in prepared:
-                for request in item.requests:
-                    self._print(pfreq.as_dry_run(request))
-                    result.printed += 1
+            payloads = [pfreq.as_dry_run(r) for item in prepared for r in item.requests]
+            if self.out is not None:
+                self.out.print_requests(payloads)  # a batch in one write, not one per request
+            result.printed += len(payloads)
             return 0
         with ledger.transaction(self.store) as conn:
             ledger.record_calls(conn, [(item.call, item.linkedids, item.requests)
@@ -259,8 +259,3 @@ class Pipeline:
                 elif found.state in ("refused",) or item.expired:
                     late.forget(conn, item.call.callid)
                     log.info("call %s: recording given up: %s", item.call.callid, found.reason)
-
-    def _print(self, payload: dict) -> None:
-        if self.out is not None:
-            self.out.write(json.dumps(payload, ensure_ascii=False) + "\n")
-            self.out.flush()
