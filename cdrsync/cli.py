@@ -339,7 +339,7 @@ def _cursor_text(name: str, value: str) -> str:
     if name in ("horizon", "long_scan_at"):
         try:
             return datetime.fromtimestamp(float(value)).isoformat(" ", "seconds")
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # not a moment this machine can show
             return value
     return value
 

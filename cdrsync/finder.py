@@ -53,6 +53,7 @@ from cdrsync.grouping import (
 from cdrsync.model import CallRows, CelEvent, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import local_time
 
 log = logging.getLogger("cdrsync.finder")
 
@@ -84,8 +85,8 @@ class Discovery:
 # ---- time -------------------------------------------------------------------------------------
 
 def to_local(epoch: float, zone: ZoneInfo) -> datetime:
-    """UTC epoch -> naive local time of the PBX."""
-    return datetime.fromtimestamp(epoch, zone).replace(tzinfo=None, microsecond=0)
+    """UTC epoch -> naive local time of the PBX (held at the calendar's edge: see timeconv)."""
+    return local_time(epoch, zone)
 
 
 def to_epoch(local: datetime, zone: ZoneInfo) -> float:

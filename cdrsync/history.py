@@ -39,6 +39,7 @@ from cdrsync.grouping import CallAssembler, OpenCall, group_calls, linkedid_key
 from cdrsync.model import CallRows, CdrRow, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import shifted
 
 HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step
 HISTORY_EVENTS = 5000  # CEL backfill: cel events read per query
@@ -221,8 +222,7 @@ class _CelStream:
             self.position = event.id
             if self._cdr is None and event.eventtime is not None:
                 self._floor = to_epoch(event.eventtime, self._zone)
-                self._cdr = _CdrWindow(self._source, event.eventtime - timedelta(
-                    seconds=STREAM_SLACK))
+                self._cdr = _CdrWindow(self._source, shifted(event.eventtime, -STREAM_SLACK))
             self._calls.add(event)
         done = read < HISTORY_EVENTS
         if done:
@@ -233,14 +233,14 @@ class _CelStream:
         else:
             complete = self._calls.take_complete(None if done else clock - HOLD)
         if self._cdr is not None and clock is not None:
-            self._cdr.read_until(clock + timedelta(seconds=CLOCK_MARGIN))
+            self._cdr.read_until(shifted(clock, CLOCK_MARGIN))
         oldest = (to_epoch(clock, self._zone) if clock else self._floor) - self._cfg.source.max_call
         whole: list[OpenCall] = []
         doubtful: list[OpenCall] = []
         for call in complete:
             (whole if self._whole(call, oldest) else doubtful).append(call)
         stale = (None if clock is None or done
-                 else clock - timedelta(seconds=self._cfg.source.max_call + STREAM_SLACK))
+                 else shifted(clock, -(self._cfg.source.max_call + STREAM_SLACK)))
         for call in self._calls.calls():
             if done or call.first_time is None or (stale is not None and call.first_time < stale):
                 self._calls.forget(call)
@@ -252,8 +252,8 @@ class _CelStream:
                                                                  ClosedBy.HISTORY)]
         self._ready += self._per_call(doubtful)
         if self._cdr is not None and clock is not None:
-            self._cdr.forget_before(clock - timedelta(
-                seconds=self._cfg.source.max_call + 2 * STREAM_SLACK))
+            self._cdr.forget_before(shifted(clock, -(self._cfg.source.max_call
+                                                     + 2 * STREAM_SLACK)))
         return done
 
     def _whole(self, call: OpenCall, oldest: float) -> bool:
@@ -263,7 +263,7 @@ class _CelStream:
             return False
         return (call.min_epoch >= self._floor + STREAM_SLACK and call.min_epoch >= oldest
                 and self._cdr is not None
-                and call.first_time >= self._cdr.low + timedelta(seconds=STREAM_SLACK))
+                and call.first_time >= shifted(self._cdr.low, STREAM_SLACK))
 
     def _per_call(self, calls: list[OpenCall]) -> list[tuple[int, CallRows]]:
         """The old way for the few calls the stream may not hold whole: expand their linkedids
@@ -293,12 +293,12 @@ def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
     total = max(1.0, (end - since_local).total_seconds())
     collected: list[CallRows] = []
     while position < end:
-        chunk_end = min(position + HISTORY_CHUNK, end)
+        chunk_end = min(shifted(position, HISTORY_CHUNK.total_seconds()), end)
         seen = group_calls(source.cdr_window(position, chunk_end), [])
         if seen:
             linkedids = set().union(*(c.linkedids for c in seen))
             uniqueids = {r.uniqueid for c in seen for r in c.cdr}
-            reach = chunk_end + timedelta(seconds=cfg.source.max_call)
+            reach = shifted(chunk_end, cfg.source.max_call)
             rows = source.cdr_for_linkedids(linkedids, uniqueids, position, reach)
             for call in group_calls(rows, [], ClosedBy.HISTORY):
                 start = min(r.calldate for r in call.cdr if r.calldate) if any(

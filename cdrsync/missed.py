@@ -13,7 +13,6 @@ within the window. A notice is therefore late by the window: that is the price o
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Optional
 
 from sqlalchemy import Connection, select
@@ -21,6 +20,7 @@ from sqlalchemy import Connection, select
 from cdrsync.config import MissedConfig
 from cdrsync.model import Call, Direction, Status
 from cdrsync.state.ledger import calls
+from cdrsync.timeconv import shifted
 
 
 def recipients(call: Call, cfg: MissedConfig) -> tuple[str, ...]:
@@ -55,7 +55,7 @@ def superseded(conn: Connection, callid: str, window_minutes: int) -> Optional[s
     missed = conn.execute(select(calls).where(calls.c.callid == callid)).mappings().first()
     if missed is None or not missed["phone"] or missed["start_utc"] is None:
         return None
-    window_end = (missed["end_utc"] or missed["start_utc"]) + timedelta(minutes=window_minutes)
+    window_end = shifted(missed["end_utc"] or missed["start_utc"], window_minutes * 60)
     later = conn.execute(
         select(calls.c.callid, calls.c.direction, calls.c.start_utc)
         .where(calls.c.phone == missed["phone"], calls.c.callid != callid,
