@@ -53,7 +53,7 @@ from cdrsync.grouping import (
 from cdrsync.model import CallRows, CelEvent, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
-from cdrsync.timeconv import local_time
+from cdrsync.timeconv import credible_seconds, local_time
 
 log = logging.getLogger("cdrsync.finder")
 
@@ -105,8 +105,10 @@ def call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
 
 
 def last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
-    """When the last thing of the call happened (UTC): row end (calldate + duration), event."""
-    ends = [to_epoch(r.calldate, zone) + r.duration for r in call.cdr if r.calldate]
+    """When the last thing of the call happened (UTC): row end (calldate + duration), event.
+    A duration no call has counts as 0: else the call would seem to go on for decades."""
+    ends = [to_epoch(r.calldate, zone) + credible_seconds(r.duration) for r in call.cdr
+            if r.calldate]
     ends += [to_epoch(e.eventtime, zone) for e in call.cel if e.eventtime]
     return max(ends) if ends else None
 

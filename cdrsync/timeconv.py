@@ -20,6 +20,9 @@ from zoneinfo import ZoneInfo
 from cdrsync.grouping import linkedid_epoch
 
 _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by rounding
+# s: no phone call lasts a week; a longer (or negative) duration is junk: `INT_MAX` in a hand-made
+# table, a row of a channel whose clock jumped
+LONGEST_CALL = 7 * 86400
 _LAST = datetime.max.replace(microsecond=0)
 _FIRST = datetime.min
 
@@ -31,6 +34,12 @@ def shifted(moment: datetime, seconds: float) -> datetime:
         return moment + timedelta(seconds=seconds)
     except OverflowError:
         return (_LAST if seconds > 0 else _FIRST).replace(tzinfo=moment.tzinfo)
+
+
+def credible_seconds(value: int) -> int:
+    """A duration as rows may be trusted with it: itself when some call could last that long,
+    else 0 (unknown), so that a junk duration never puts a call's end in the far future."""
+    return value if 0 <= value <= LONGEST_CALL else 0
 
 
 def local_time(epoch: float, zone: ZoneInfo) -> datetime:
