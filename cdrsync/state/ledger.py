@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Call
+from cdrsync.state import quarantine
 from cdrsync.state.db import StoreError, describe, metadata
 
 if TYPE_CHECKING:  # requests imports missed, which imports this module
@@ -169,7 +170,20 @@ def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
 
 
 def handled_linkedids(conn: Connection, linkedids: Iterable[str]) -> set[str]:
-    """The subset of `linkedids` that belong to a call already recorded."""
+    """The subset of `linkedids` that belong to a call already handled: recorded, or
+    quarantined (a call no step could process is not met again by every pass)."""
+    found: set[str] = set()
+    held = quarantine.quarantine_linkedids.c.linkedid
+    for chunk in _chunks(sorted(set(linkedids))):
+        rows = conn.execute(select(call_linkedids.c.linkedid)
+                            .where(call_linkedids.c.linkedid.in_(chunk))
+                            .union_all(select(held).where(held.in_(chunk))))
+        found.update(r[0] for r in rows)
+    return found
+
+
+def recorded_linkedids(conn: Connection, linkedids: Iterable[str]) -> set[str]:
+    """The subset of `linkedids` that belong to a call recorded in the ledger."""
     found: set[str] = set()
     for chunk in _chunks(sorted(set(linkedids))):
         rows = conn.execute(select(call_linkedids.c.linkedid)
@@ -239,7 +253,7 @@ def record_calls(conn: Connection,
             conn.execute(insert(calls), [_call_row(batch[callid][0], origin, now)
                                          for callid in new])
         owner = {lid: callid for callid, (_c, ids, _r) in batch.items() for lid in ids}
-        fresh = set(owner) - handled_linkedids(conn, owner)
+        fresh = set(owner) - recorded_linkedids(conn, owner)
         if fresh:
             conn.execute(insert(call_linkedids), [{"linkedid": lid, "callid": owner[lid]}
                                                   for lid in sorted(fresh)])
