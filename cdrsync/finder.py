@@ -113,6 +113,17 @@ def last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
     return max(ends) if ends else None
 
 
+def _credible_end(last: Optional[float], now: float, seen: Optional[tuple[str, float]]
+                  ) -> float:
+    """A call's end as the quiet rules may use it. Rows without a usable time, or with one
+    after now (a PBX clock gone wild, a 9998 date), tell nothing: such a call counts as ended
+    when cdrsync first saw its rows as they are, so that it is still sent once they stay
+    quiet, instead of waiting for ever."""
+    if last is not None and last <= now + CLOCK_MARGIN:
+        return last
+    return seen[1] if seen is not None else now
+
+
 def _fingerprint(call: CallRows) -> str:
     parts = sorted(repr((r.key, r.linkedid, r.duration, r.billsec, r.disposition))
                    for r in call.cdr)
@@ -294,11 +305,11 @@ def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
     fresh, _ = drop_handled(groups, handled)
     candidates = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp = _fingerprint(call)
         seen = quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None or seen[0] != fp:
             changes.quiet_set[call.callid] = (fp, now)
         elif now - seen[1] >= cfg.schedule.orphan_after and now - last >= cfg.schedule.orphan_after:
@@ -335,10 +346,10 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
             changes.quiet_set[call.callid] = (fp, now)
     out = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp, seen = _fingerprint(call), quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None and now - last >= cfg.schedule.settle + CLOCK_MARGIN:
             changes.quiet_set[call.callid] = (fp, now)
             out.append(call)  # first seen long after its end (first run, catching up)

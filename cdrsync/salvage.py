@@ -3,8 +3,9 @@
 Interpretation reads rows as the PBX wrote them. Some rows lie in ways the other rows of the same
 call can correct, and a call should not be lost, nor sent with nonsense, for it:
 
-- a cdr row without a usable `calldate` (a zero or placeholder date) whose channel has CEL
-  events takes the time of the channel's first event;
+- a cdr row without a usable `calldate` (a zero or placeholder date) takes the time of its
+  channel's first CEL event, else the epoch inside its uniqueid (when Asterisk created the
+  channel, which is when its first row starts);
 - a cdr `duration` that no call has (negative, longer than `LONGEST_CALL`, `INT_MAX`) is read
   from the channel's CEL events when it has them, else from a credible `billsec`, else as 0; a
   `billsec` longer than its row's `duration` is cut to it;
@@ -20,27 +21,28 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Optional
+from zoneinfo import ZoneInfo
 
 from cdrsync.config import Config
 from cdrsync.grouping import linkedid_epoch
 from cdrsync.interpret import interpret
 from cdrsync.model import Call, CallRows, CdrRow
-from cdrsync.timeconv import LONGEST_CALL, credible_seconds
+from cdrsync.timeconv import LONGEST_CALL, credible_seconds, local_time, uniqueid_epoch
 
 
 def read_call(rows: CallRows, cfg: Config) -> Call:
     """The call the rows tell, with the corrections above among its reasons."""
-    fixed, notes = salvage_rows(rows)
+    fixed, notes = salvage_rows(rows, cfg.source.zone)
     call = interpret(fixed, cfg.pbx, cfg.source.zone)
     return salvage_call(call, fixed, notes)
 
 
-def salvage_rows(rows: CallRows) -> tuple[CallRows, list[str]]:
+def salvage_rows(rows: CallRows, zone: ZoneInfo) -> tuple[CallRows, list[str]]:
     """The rows with bad calldates and durations corrected from the rest of the call, and one
     line per correction."""
     spans = _channel_spans(rows)
     notes: list[str] = []
-    cdr = [_salvage_row(row, spans.get(row.uniqueid), notes) for row in rows.cdr]
+    cdr = [_salvage_row(row, spans.get(row.uniqueid), zone, notes) for row in rows.cdr]
     untimed = sum(1 for e in rows.cel if e.eventtime is None)
     if untimed:
         notes.append(f"{untimed} cel event(s) carry no usable time (zero or placeholder dates): "
@@ -82,14 +84,19 @@ def _channel_spans(rows: CallRows) -> dict[str, tuple[datetime, datetime]]:
     return spans
 
 
-def _salvage_row(row: CdrRow, span: Optional[tuple[datetime, datetime]], notes: list[str]
-                 ) -> CdrRow:
+def _salvage_row(row: CdrRow, span: Optional[tuple[datetime, datetime]], zone: ZoneInfo,
+                 notes: list[str]) -> CdrRow:
     calldate, duration, billsec = row.calldate, row.duration, row.billsec
     who = row.uniqueid or row.channel or "?"
+    created = uniqueid_epoch(row.uniqueid)
     if calldate is None and span is not None:
         calldate = span[0]
         notes.append(f"cdr row of {who}: no usable calldate; read from CEL "
                      f"({calldate:%Y-%m-%d %H:%M:%S}, the channel's first event)")
+    elif calldate is None and created is not None:
+        calldate = local_time(created, zone)
+        notes.append(f"cdr row of {who}: no usable calldate; read from its uniqueid "
+                     f"({calldate:%Y-%m-%d %H:%M:%S}, when the channel was created)")
     if credible_seconds(duration) != duration:
         if span is not None:
             duration = credible_seconds(int((span[1] - span[0]).total_seconds()))

@@ -199,3 +199,30 @@ def test_a_step_that_raises_costs_its_call_only(env, tmp_path, monkeypatch, capl
     assert (held.callid, held.step) == (victim, step)
     assert held.reason == f"RuntimeError: {step} failed on purpose"
     assert sorted(delivered(planfix)) == sorted(set(external(calls)) - {victim})
+
+
+# ---- salvage on the real path ------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["duration INT_MAX", "calldate 9999"])
+def test_cdr_only_calls_with_junk_times_are_still_sent(env, damage):
+    """CDR-only: with `INT_MAX` as its duration a call seemed to end in 2094, and one dated 9999
+    never to end, so neither was ever sent (nor said to be anywhere)."""
+    pbx_db, planfix, config = env
+    calls = list(synth.generate(4, utc_now() - timedelta(minutes=40), seed=38, mean_gap=300,
+                                cel=False, mix={"in_answered": 1.0}))
+    bad = calls[1]
+    for row in bad.cdr:
+        if damage == "duration INT_MAX":
+            row["duration"] = 2**31 - 1
+        else:
+            row["calldate"] = NEVER
+    synth.insert(pbx_db.admin, [c for c in calls if c is not bad])
+    pbx_db.insert_cdr(bad.cdr)
+    cfg = config(source={"use_cel": False, "long_every": 0}, schedule={"settle": 0})
+    for _ in range(2):  # seen, then quiet: sent
+        cdrsync(cfg, "sync", check=True)
+    got = delivered(planfix)
+    assert sorted(got) == external(calls) and set(got.values()) == {1}
+    [event] = [r for r in planfix.received("event") if r.callid == bad.truth.linkedid]
+    assert abs(int(event.fields["duration"]) - bad.truth.talk) <= 1
+    assert event.fields["status"] == "Success"

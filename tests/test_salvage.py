@@ -91,3 +91,14 @@ def test_a_talk_time_no_call_has_is_clamped_with_a_reason():
     got = read_call(rows, CFG)
     assert got.duration == LONGEST_CALL
     assert any("is no call's (a clock jump in the rows?)" in r for r in got.reasons)
+
+
+def test_cdr_only_a_row_without_a_usable_calldate_is_dated_by_its_uniqueid():
+    """No CEL to ask: the epoch inside the uniqueid is when Asterisk created the channel, which
+    is when its first row starts, so the talk time is read right again."""
+    call = synth.one("in_answered", START, seed=9, cel=False)
+    good = read_call(rows_of(call), CFG)
+    got = read_call(rows_of(call, calldate="9999-12-31 23:59:59"), CFG)
+    assert (got.status, got.ext, got.duration) == (good.status, good.ext, good.duration)
+    assert abs((got.start - good.start).total_seconds()) <= 1
+    assert any("read from its uniqueid" in r for r in got.reasons), got.reasons
