@@ -145,19 +145,23 @@ class _CdrWindow:
         self._order: deque[tuple[datetime, int]] = deque()
         self._by_id: dict[str, set[int]] = defaultdict(set)  # linkedid / uniqueid -> rows
         self._serial = 0
+        for row in source.cdr_undated():  # held until their call takes them (never forgotten)
+            self._hold(row)
 
     def read_until(self, local: datetime) -> None:
         if local <= self._high:
             return
         for row in self._source.cdr_window(self._high, local):
-            if row.calldate is None:
-                continue
-            self._serial += 1
-            self._rows[self._serial] = row
-            self._order.append((row.calldate, self._serial))
-            self._by_id[row.linkedid].add(self._serial)
-            self._by_id[row.uniqueid].add(self._serial)
+            if row.calldate is not None:  # else read once by `cdr_undated`
+                self._order.append((row.calldate, self._hold(row)))
         self._high = local
+
+    def _hold(self, row: CdrRow) -> int:
+        self._serial += 1
+        self._rows[self._serial] = row
+        self._by_id[row.linkedid].add(self._serial)
+        self._by_id[row.uniqueid].add(self._serial)
+        return self._serial
 
     def take(self, ids: Iterable[str]) -> list[CdrRow]:
         """Remove and return the rows whose linkedid or uniqueid is one of `ids`."""

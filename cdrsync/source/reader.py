@@ -25,6 +25,7 @@ from cdrsync.model import CdrRow, CelEvent
 from cdrsync.source.rows import (
     CDR_FIELDS,
     CEL_FIELDS,
+    USABLE_TIMES,
     RowDecoder,
     cdr_decoder,
     cel_decoder,
@@ -323,6 +324,17 @@ class Source:
             stmt = self._cdr_select().where(column("uniqueid").in_(part))
             keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_decoder))
         return list(rows.values())
+
+    def cdr_undated(self) -> list[CdrRow]:
+        """cdr rows of a channel whose calldate no clock wrote (NULL, zero, 1000-01-01,
+        9999-12-31): no calldate window ever holds them, so a backfill reads them once, through
+        the calldate index, to join each to its call by uniqueid (its CEL then dates it)."""
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when = column("calldate")
+        stmt = self._cdr_select().where(or_(when.is_(None), when < first, when >= end),
+                                        column("uniqueid") != "")
+        return self._decode(self._all(stmt, "reading cdr rows without a usable calldate"),
+                            cdr_decoder)
 
     def cdr_window(self, start_local: datetime, end_local: Optional[datetime] = None
                    ) -> Iterator[CdrRow]:

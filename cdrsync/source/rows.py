@@ -25,6 +25,8 @@ _EARLIEST_YEAR = 1971
 # Nor is a time in the calendar's last year: `9999-12-31` is DATETIME's maximum, the "never"
 # placeholder of hand-made tables, and no arithmetic on it (a day either side) stays in range.
 _LATEST_YEAR = 9998
+# [first, end) of the times a clock wrote: a row dated outside is never in a calldate window
+USABLE_TIMES = (datetime(_EARLIEST_YEAR, 1, 1), datetime(_LATEST_YEAR + 1, 1, 1))
 _TIME = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
 )
