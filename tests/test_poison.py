@@ -18,6 +18,7 @@ import pytest
 
 from cdrsync import config as config_mod
 from cdrsync.pipeline import Pipeline
+from cdrsync.source.reader import Source
 from cdrsync.state import quarantine
 from tests import synth
 from tests.e2e import cdrsync
@@ -62,6 +63,22 @@ def test_a_call_whose_cel_rows_say_9999_does_not_stop_sync(env, tmp_path):
     assert set(got.values()) == {1}
     again = cdrsync(cfg, "sync")
     assert again.returncode == 0 and delivered(planfix) == got
+
+
+def test_events_dated_9999_at_the_end_of_cel_do_not_move_where_a_time_begins(pbx_db):
+    """`cel_id_at` (the first sync's CEL cursor, backfill's first id) bisects cel by id: events
+    whose time no clock wrote, probed as "earlier", sent it past every call of the window."""
+    start = datetime(2026, 2, 2, 9, 0)
+    pbx_db.insert_cel([{"eventtype": "X", "eventtime": start + timedelta(minutes=i)}
+                       for i in range(60)]
+                      + [{"eventtype": "X", "eventtime": when}
+                         for when in [NEVER] * 150 + ["0000-00-00 00:00:00"] * 50])
+    source = Source(pbx_db.ro_url)
+    try:
+        assert source.cel_id_at(start + timedelta(minutes=30)) == 31
+        assert source.cel_id_at(start - timedelta(days=1)) == 1
+    finally:
+        source.close()
 
 
 def test_a_linkedid_end_dated_9999_does_not_stop_backfill(env):

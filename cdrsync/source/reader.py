@@ -271,10 +271,15 @@ class Source:
             return 0
         lo_rows = self._all(select(func.min(column("id"))).select_from(self._cel), "min(cel.id)")
         lo, hi = int(lo_rows[0][0] or 0), self._max_id() + 1
+        # events whose time no clock wrote (zero dates, 9999-12-31) say nothing about where a
+        # time lies: probed as "earlier", one at the end of the table sent the search past
+        # every call of the look-back window
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when_known = (column("eventtime") >= first) & (column("eventtime") < end)
         while lo < hi:
             mid = (lo + hi) // 2
             stmt = (select(column("id"), column("eventtime")).select_from(self._cel)
-                    .where(column("id") >= mid).order_by(column("id")).limit(1))
+                    .where(column("id") >= mid, when_known).order_by(column("id")).limit(1))
             rows = self._all(stmt, "searching cel by time")
             if not rows:
                 hi = mid
