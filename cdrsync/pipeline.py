@@ -265,8 +265,8 @@ class Pipeline:
                                             f"its rows now belong to call {prepared[0].call.callid}"
                                             ", which cdrsync recorded already")]
                     prepared = []
-                for h in held:
-                    quarantine.kept(conn, h, now)
+                for h in held:  # under its entry's callid, should the rows now group otherwise
+                    quarantine.kept(conn, entry.callid, h.step, h.reason, now)
                 if prepared:
                     quarantine.release(conn, entry.callid)
                     self._record(conn, prepared, entry.origin, now)

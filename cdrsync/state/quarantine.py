@@ -163,11 +163,10 @@ def mark(conn: Connection, callids: Optional[Iterable[str]], state: str) -> list
     return found
 
 
-def kept(conn: Connection, held: Held, now: float) -> None:
+def kept(conn: Connection, callid: str, step: str, reason: str, now: float) -> None:
     """A retry failed again: the call stays quarantined with the new step and reason."""
-    conn.execute(update(quarantine).where(quarantine.c.callid == held.callid).values(
-        step=held.step, reason=held.reason, state=HELD, attempts=quarantine.c.attempts + 1,
-        last_at=now))
+    conn.execute(update(quarantine).where(quarantine.c.callid == callid).values(
+        step=step, reason=reason, state=HELD, attempts=quarantine.c.attempts + 1, last_at=now))
 
 
 def release(conn: Connection, callid: str) -> None:
