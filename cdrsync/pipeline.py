@@ -74,7 +74,7 @@ class RetryResult:
 def _one_line(exc: BaseException, cfg: Config) -> str:
     """Why a step failed, as one line without secrets (the quarantine's reason)."""
     text = " ".join(str(exc).split()) or "(no message)"
-    return redact(f"{type(exc).__name__}: {text}"[:500], cfg)
+    return redact(f"{type(exc).__name__}: {text}", cfg)[:500]
 
 
 def _log_quarantined(held: list[quarantine.Held], again: bool = False) -> None:
@@ -281,10 +281,10 @@ class Pipeline:
 
     @staticmethod
     def _taken_by_another(conn, item: Prepared, entry: quarantine.Entry) -> bool:
-        """Whether the re-read call reaches linkedids of a call recorded under another callid
-        (then recording it would send that call a second time)."""
-        others = ledger.recorded_linkedids(conn, item.linkedids - set(entry.linkedids))
-        return bool(others) and not ledger.recorded_linkedids(conn, [item.call.callid])
+        """Whether the re-read call reaches linkedids another call handled (then recording it
+        would send that call a second time, or take a quarantined one's rows)."""
+        owners = quarantine.owners(conn, item.linkedids - set(entry.linkedids))
+        return bool(set(owners.values()) - {entry.callid, item.call.callid})
 
     def _recording(self, call: Call, now: float, folders: Folders) -> tuple[str, bool, bool]:
         """(record_link, is_recorded, still awaited) for a call. A file that appears after

@@ -47,7 +47,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Call
-from cdrsync.state import quarantine
 from cdrsync.state.db import StoreError, describe, metadata
 
 if TYPE_CHECKING:  # requests imports missed, which imports this module
@@ -72,6 +71,8 @@ calls = Table(
     Index("ix_calls_phone_start", "phone", "start_utc"),
 )
 
+# Every linkedid cdrsync handled: of a call recorded in `calls`, or of one it quarantined
+# (state/quarantine.py; its callid has no row in `calls`), so that no pass meets either again.
 call_linkedids = Table(
     "call_linkedids", metadata,
     Column("linkedid", String(64), primary_key=True),
@@ -170,20 +171,7 @@ def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
 
 
 def handled_linkedids(conn: Connection, linkedids: Iterable[str]) -> set[str]:
-    """The subset of `linkedids` that belong to a call already handled: recorded, or
-    quarantined (a call no step could process is not met again by every pass)."""
-    found: set[str] = set()
-    held = quarantine.quarantine_linkedids.c.linkedid
-    for chunk in _chunks(sorted(set(linkedids))):
-        rows = conn.execute(select(call_linkedids.c.linkedid)
-                            .where(call_linkedids.c.linkedid.in_(chunk))
-                            .union_all(select(held).where(held.in_(chunk))))
-        found.update(r[0] for r in rows)
-    return found
-
-
-def recorded_linkedids(conn: Connection, linkedids: Iterable[str]) -> set[str]:
-    """The subset of `linkedids` that belong to a call recorded in the ledger."""
+    """The subset of `linkedids` that belong to a call already recorded."""
     found: set[str] = set()
     for chunk in _chunks(sorted(set(linkedids))):
         rows = conn.execute(select(call_linkedids.c.linkedid)
@@ -253,7 +241,7 @@ def record_calls(conn: Connection,
             conn.execute(insert(calls), [_call_row(batch[callid][0], origin, now)
                                          for callid in new])
         owner = {lid: callid for callid, (_c, ids, _r) in batch.items() for lid in ids}
-        fresh = set(owner) - recorded_linkedids(conn, owner)
+        fresh = set(owner) - handled_linkedids(conn, owner)
         if fresh:
             conn.execute(insert(call_linkedids), [{"linkedid": lid, "callid": owner[lid]}
                                                   for lid in sorted(fresh)])

@@ -3,8 +3,9 @@
 A call whose rows no step can handle (interpretation, recording lookup, request building, missed-
 call recipients) must cost that call only: it is recorded here with its linkedids, in the same
 transaction that moves the finder's cursor past it, so it is neither lost (the admin sees it in
-`status`, `show` says why) nor met again by every pass (its linkedids count as handled, see
-`ledger.handled_linkedids`). `cdrsync retry --quarantined` marks calls to be processed again;
+`status`, `show` says why) nor met again by every pass: its linkedids go into the ledger's
+`call_linkedids`, which is what the finder asks (`ledger.handled_linkedids`), under a callid that
+`calls` does not hold. `cdrsync retry --quarantined` marks calls to be processed again;
 the next pass (or the retry command itself, when nothing else is working) re-reads their rows
 and either records them normally or keeps them with the new reason. `cdrsync skip` drops one.
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
 )
 
 from cdrsync.state.db import metadata
+from cdrsync.state.ledger import call_linkedids, handled_linkedids
 
 HELD, RETRY, DROPPED = "held", "retry", "dropped"
 WAITING = (HELD, RETRY)  # what `status` counts: calls an admin still has to look at
@@ -53,11 +55,6 @@ quarantine = Table(
     Column("last_at", Float, nullable=False),
 )
 
-quarantine_linkedids = Table(
-    "quarantine_linkedids", metadata,
-    Column("linkedid", String(64), primary_key=True),
-    Column("callid", String(64), nullable=False, index=True),
-)
 
 
 @dataclass(frozen=True)
@@ -104,22 +101,22 @@ def hold(conn: Connection, calls: Iterable[Held], origin: str, notify_missed: bo
         {"callid": h.callid, "step": h.step, "reason": h.reason, "origin": origin,
          "notify_missed": notify_missed, "state": HELD, "attempts": 1, "first_at": now,
          "last_at": now} for h in new])
-    taken = linkedids_held(conn, {lid for h in new for lid in h.linkedids | {h.callid}})
+    taken = handled_linkedids(conn, {lid for h in new for lid in h.linkedids | {h.callid}})
     rows = [{"linkedid": lid, "callid": h.callid} for h in new
             for lid in sorted(h.linkedids | {h.callid}) if lid not in taken]
     if rows:
-        conn.execute(insert(quarantine_linkedids), rows)
+        conn.execute(insert(call_linkedids), rows)
     return [h.callid for h in new]
 
 
-def linkedids_held(conn: Connection, linkedids: Iterable[str]) -> set[str]:
-    """The subset of `linkedids` that belong to a quarantined call."""
+def owners(conn: Connection, linkedids: Iterable[str]) -> dict[str, str]:
+    """linkedid -> the callid that handled it (recorded or quarantined), for those handled."""
     wanted = sorted(set(linkedids))
-    found: set[str] = set()
+    found: dict[str, str] = {}
     for i in range(0, len(wanted), 500):
-        found.update(r[0] for r in conn.execute(
-            select(quarantine_linkedids.c.linkedid)
-            .where(quarantine_linkedids.c.linkedid.in_(wanted[i:i + 500]))))
+        found.update((r[0], r[1]) for r in conn.execute(
+            select(call_linkedids.c.linkedid, call_linkedids.c.callid)
+            .where(call_linkedids.c.linkedid.in_(wanted[i:i + 500]))))
     return found
 
 
@@ -129,17 +126,17 @@ def entries(conn: Connection, states: Iterable[str] = WAITING, callid: Optional[
     its linkedids belongs to)."""
     query = select(quarantine).where(quarantine.c.state.in_(tuple(states)))
     if callid is not None:
-        owner = (select(quarantine_linkedids.c.callid)
-                 .where(quarantine_linkedids.c.linkedid == callid).scalar_subquery())
+        owner = (select(call_linkedids.c.callid)
+                 .where(call_linkedids.c.linkedid == callid).scalar_subquery())
         query = query.where((quarantine.c.callid == callid) | (quarantine.c.callid == owner))
     query = query.order_by(quarantine.c.first_at, quarantine.c.callid)
     rows = list(conn.execute(query).mappings())
     linked: dict[str, list[str]] = {}
     if rows:
         for lid, owner_id in conn.execute(
-                select(quarantine_linkedids.c.linkedid, quarantine_linkedids.c.callid)
-                .where(quarantine_linkedids.c.callid.in_([r["callid"] for r in rows]))
-                .order_by(quarantine_linkedids.c.linkedid)):
+                select(call_linkedids.c.linkedid, call_linkedids.c.callid)
+                .where(call_linkedids.c.callid.in_([r["callid"] for r in rows]))
+                .order_by(call_linkedids.c.linkedid)):
             linked.setdefault(owner_id, []).append(lid)
     return [Entry(r["callid"], tuple(linked.get(r["callid"], ())), r["step"], r["reason"],
                   r["origin"], bool(r["notify_missed"]), r["state"], r["attempts"],
@@ -170,9 +167,10 @@ def kept(conn: Connection, callid: str, step: str, reason: str, now: float) -> N
 
 
 def release(conn: Connection, callid: str) -> None:
-    """A retried call was recorded normally: it leaves the quarantine (its linkedids are the
-    ledger's from now on)."""
-    conn.execute(delete(quarantine_linkedids).where(quarantine_linkedids.c.callid == callid))
+    """A retried call is about to be recorded normally (in the same transaction): it leaves the
+    quarantine, and its linkedids go to the call as the ledger records it, whatever its callid
+    is now."""
+    conn.execute(delete(call_linkedids).where(call_linkedids.c.callid == callid))
     conn.execute(delete(quarantine).where(quarantine.c.callid == callid))
 
 
