@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -99,6 +100,11 @@ class _Command(click.Command):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # whoever read stdout has gone (`cdrsync sync --dry-run | head`): nothing to say;
+            # stdout goes to /dev/null so that the interpreter's last flush fails no more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             cfg = obj._cfg if obj is not None else None
