@@ -239,7 +239,7 @@ def _timed_pass(pipeline, kind: str, work):
         result = work()
     except SourceError as exc:
         result = PassResult(error=str(exc))
-        log.error("pass failed, PBX database: %s; the next pass tries again", exc)
+        log.error("pass failed: %s; the next pass tries again", exc)  # exc names the database
     sent = result.sent
     error = f", error: {result.error}" if result.error else ""
     if pipeline.dry_run:
