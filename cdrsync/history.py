@@ -6,7 +6,10 @@ primary key: `eventtime` has no index) and `cdr` by a calldate window kept just 
 calls are grouped in memory (`grouping.CallAssembler`) and forgotten once handed out, so memory
 stays flat however long the range. A call the stream may not hold whole (straddling `since`, the
 restart cursor or `until`, or older than `max_call`) is read the live way instead
-(`finder.expand` + `finder.with_cdr`). CDR-only mode walks `calldate` in one-hour chunks.
+(`finder.expand` + `finder.with_cdr`). CDR-only mode walks `calldate` in one-hour chunks from
+one row to the next: an empty stretch, however long, costs one probe of the calldate index. So
+the cost follows the rows found, not the calendar given (`--since 2000-01-01` costs what the
+first row's day does); in CEL mode the id range does that by itself.
 
 The position is a cursor named by (since, until); each Discovery's `commit` moves it in the
 caller's ledger transaction, so a stopped backfill continues where it was, nothing lost, nothing
@@ -40,7 +43,7 @@ from cdrsync.model import CallRows, CdrRow, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
 
-HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step
+HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step (if busy)
 HISTORY_EVENTS = 5000  # CEL backfill: cel events read per query
 # CEL backfill: stream time a call waits after its last LINKEDID_END before it is emitted, in
 # case a channel of it shows up under a new linkedid (a linkedid change ends the old one first)
@@ -287,33 +290,73 @@ class _CelStream:
 def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
                  since_local: datetime, until_local: Optional[datetime], now: float,
                  handled: Handled, batch_calls: int) -> Iterator[Discovery]:
-    zone = cfg.source.zone
-    end = until_local or to_local(now, zone)
-    position = datetime.fromisoformat(saved) if saved else since_local
-    total = max(1.0, (end - since_local).total_seconds())
-    collected: list[CallRows] = []
-    while position < end:
-        chunk_end = min(position + HISTORY_CHUNK, end)
-        seen = group_calls(source.cdr_window(position, chunk_end), [])
-        if seen:
-            linkedids = set().union(*(c.linkedids for c in seen))
-            uniqueids = {r.uniqueid for c in seen for r in c.cdr}
-            reach = chunk_end + timedelta(seconds=cfg.source.max_call)
-            rows = source.cdr_for_linkedids(linkedids, uniqueids, position, reach)
-            for call in group_calls(rows, [], ClosedBy.HISTORY):
-                start = min(r.calldate for r in call.cdr if r.calldate) if any(
-                    r.calldate for r in call.cdr) else None
-                if start is None or not position <= start < chunk_end:
-                    continue  # another chunk owns it
-                last = last_end(call, zone) or now
-                if now - last < max(cfg.source.lookback, cfg.schedule.settle):
-                    continue  # recent: the live sync's business
-                collected.append(call)
-        position = chunk_end
-        if len(collected) >= batch_calls or position >= end:
-            share = (position - since_local).total_seconds() / total
-            yield _history_discovery(collected, handled, key,
-                                     position.isoformat(sep=" "), now, min(1.0, share))
-            collected = []
+    """CDR-only backfill: the calls that started in [since, until) (until: now at the latest),
+    walked by calldate in chunks of HISTORY_CHUNK from one row to the next (`_busy_chunks`),
+    so that years without a call cost a probe, not a query an hour. A call that ended less than
+    `recent` s ago (lookback, or settle if longer) may still be going on: it is left to the
+    live sync, and the cursor stays before it, so that a later run meets it again.
 
+    The cursor means "every call that started before it was handled", so it never passes a
+    call left to the live sync. The share done is rows read over the rows of the range (two
+    counts over the index)."""
+    zone = cfg.source.zone
+    recent = max(cfg.source.lookback, cfg.schedule.settle)
+    present = to_local(now, zone)
+    end = min(until_local, present) if until_local else present
+    start = datetime.fromisoformat(saved) if saved else since_local
+    total = max(1, source.cdr_count(since_local, end))
+    done = source.cdr_count(since_local, start) if start > since_local else 0
+    held = present  # the cursor stays before it
+
+    def cursor(at: datetime) -> str:
+        return max(start, min(at, held)).isoformat(sep=" ")
+
+    collected: list[CallRows] = []
+    for first, chunk_end, rows in _busy_chunks(source, start, end):
+        done += len(rows)
+        for call in _calls_started(source, cfg, rows, first, chunk_end):
+            if now - (last_end(call, zone) or now) < recent:
+                held = min(held, _first_calldate(call))
+                continue
+            collected.append(call)
+        if len(collected) >= batch_calls:
+            yield _history_discovery(collected, handled, key, cursor(chunk_end), now,
+                                     min(1.0, done / total))
+            collected = []
+    yield _history_discovery(collected, handled, key, cursor(end), now, 1.0)
+
+
+def _busy_chunks(source: Source, start: datetime, end: datetime
+                 ) -> Iterator[tuple[datetime, datetime, list[CdrRow]]]:
+    """(first, chunk end, rows with first <= calldate < chunk end) for each chunk of
+    HISTORY_CHUNK that holds a row, from the first row on or after `start` to the last before
+    `end`: an empty stretch between two rows costs one index probe, however long it is."""
+    position = start
+    while position < end:
+        found = source.next_calldate(position, end)
+        if found is None:
+            return
+        position = max(position, found)
+        chunk_end = min(position + HISTORY_CHUNK, end)
+        yield position, chunk_end, list(source.cdr_window(position, chunk_end))
+        position = chunk_end
+
+
+def _first_calldate(call: CallRows) -> datetime:
+    return min(r.calldate for r in call.cdr if r.calldate)
+
+
+def _calls_started(source: Source, cfg: Config, rows: list[CdrRow], first: datetime,
+                   chunk_end: datetime) -> list[CallRows]:
+    """The calls that started in [first, chunk_end), whole: the chunk's rows name them, their
+    other rows are read by linkedid / uniqueid up to `max_call` past the chunk."""
+    seen = group_calls(rows, [])
+    if not seen:
+        return []
+    linkedids = set().union(*(c.linkedids for c in seen))
+    uniqueids = {r.uniqueid for c in seen for r in c.cdr}
+    reach = chunk_end + timedelta(seconds=cfg.source.max_call)
+    found = source.cdr_for_linkedids(linkedids, uniqueids, first, reach)
+    return [call for call in group_calls(found, [], ClosedBy.HISTORY)
+            if any(r.calldate for r in call.cdr) and first <= _first_calldate(call) < chunk_end]
 
