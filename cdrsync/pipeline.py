@@ -89,10 +89,16 @@ class Pipeline:
                   ) -> PassResult:
         now = time.time() if now is None else now
         result = PassResult()
+        for gap in history.catch_up(self.source, self.store, self.cfg, now, self._handled,
+                                    batch_calls=self.cfg.source.batch):
+            self._remember(gap, "sync", notify_missed=True, now=now, result=result)
+            result.found += len(gap.calls)
+            if self.stop.is_set():
+                return result  # the first live pass must not begin before the gap is read
         discovery = finder.find_finished(self.source, self.store, self.cfg, now, self._handled)
         for note in discovery.notes:
             log.info("%s", note)
-        result.found = len(discovery.calls)
+        result.found += len(discovery.calls)
         result.settled_at = discovery.settled_at
         self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
         if not self.dry_run:
