@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .config import Config, redact
@@ -91,7 +91,32 @@ def run_checks(cfg: Config) -> list[CheckResult]:
     results += _source_checks(cfg)
     results.append(_guarded("planfix", cfg, lambda: check_planfix(cfg)))
     results.append(_guarded("state store", cfg, lambda: check_state(cfg)))
+    if results[1].verdict != FAIL:  # the PBX database is reachable
+        results.append(_guarded("pbx model", cfg, lambda: check_model(cfg)))
     return results
+
+
+def check_model(cfg: Config) -> CheckResult:
+    """One line on what cdrsync knows of the PBX (`cdrsync pbx` has the details); a warning
+    when it knows too little, since unknown devices are then guessed from their names."""
+    from .pbx.keeper import current
+    from .pbx.report import summary
+    from .source.reader import Source, SourceError
+
+    try:
+        source = Source.from_config(cfg)
+    except SourceError as exc:
+        return CheckResult("pbx model", WARN, f"not learned: {redact(str(exc), cfg)}")
+    try:
+        model, _ = current(cfg.state.url, source, cfg.pbx)
+    except SourceError as exc:
+        return CheckResult("pbx model", WARN, f"not learned: {redact(str(exc), cfg)}")
+    finally:
+        source.close()
+    thin, text = summary(model)
+    return CheckResult("pbx model", WARN if thin else OK, text,
+                       "let cdrsync see more calls, or set [pbx] trunk_channels / "
+                       "extension_pattern; `cdrsync pbx` shows what it knows")
 
 
 def _guarded(name: str, cfg: Config, check: Callable[[], CheckResult]) -> CheckResult:
@@ -99,20 +124,7 @@ def _guarded(name: str, cfg: Config, check: Callable[[], CheckResult]) -> CheckR
     try:
         return check()
     except (SQLAlchemyError, OSError) as exc:
-        return CheckResult(name, FAIL, f"could not be checked: {_clean(describe(exc), cfg)}")
-
-
-def _clean(message: str, cfg: Config) -> str:
-    """An error message without any password or secret of the configuration."""
-    message = redact(message, cfg)
-    for url in (cfg.source.url, cfg.state.url):
-        try:
-            password = make_url(url).password
-        except ArgumentError:  # a URL SQLAlchemy cannot parse has no password to hide
-            password = None
-        if password:
-            message = message.replace(str(password), "***")
-    return message
+        return CheckResult(name, FAIL, f"could not be checked: {redact(describe(exc), cfg)}")
 
 
 # --- the PBX database ------------------------------------------------------------------------
@@ -202,7 +214,7 @@ def _source_checks(cfg: Config) -> list[CheckResult]:
             results.append(_guarded("recordings", cfg, lambda: check_recordings(cfg, pbx)))
             return results
     except (SQLAlchemyError, OSError) as exc:
-        return [CheckResult("database", FAIL, f"cannot connect: {_clean(describe(exc), cfg)}",
+        return [CheckResult("database", FAIL, f"cannot connect: {redact(describe(exc), cfg)}",
                             _connect_hint(exc)),
                 _guarded("recordings", cfg, lambda: check_recordings(cfg, None))]
     finally:
@@ -521,8 +533,8 @@ def check_planfix(cfg: Config) -> CheckResult:
     finally:
         client.close()
     if ok:
-        return CheckResult("planfix", OK, f"ping answered: {_clean(detail, cfg)}")
-    return CheckResult("planfix", FAIL, f"ping failed: {_clean(detail, cfg)}",
+        return CheckResult("planfix", OK, f"ping answered: {redact(detail, cfg)}")
+    return CheckResult("planfix", FAIL, f"ping failed: {redact(detail, cfg)}",
                        "planfix.url and planfix.token must be the address and key shown in "
                        "Planfix's PBX integration settings")
 
@@ -539,7 +551,7 @@ def check_state(cfg: Config) -> CheckResult:
     try:
         engine = open_store(cfg.state.url)
     except StoreError as exc:
-        return CheckResult("state store", FAIL, _clean(str(exc), cfg), hint)
+        return CheckResult("state store", FAIL, redact(str(exc), cfg), hint)
     try:
         with engine.connect() as conn:
             trans = conn.begin()
@@ -551,7 +563,7 @@ def check_state(cfg: Config) -> CheckResult:
             finally:
                 trans.rollback()
     except SQLAlchemyError as exc:
-        return CheckResult("state store", FAIL, f"not writable: {_clean(describe(exc), cfg)}", hint)
+        return CheckResult("state store", FAIL, f"not writable: {redact(describe(exc), cfg)}", hint)
     finally:
         engine.dispose()
     shown = url.render_as_string(hide_password=True)

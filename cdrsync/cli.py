@@ -10,13 +10,14 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from datetime import date, datetime
 from datetime import time as dtime
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -53,36 +54,74 @@ class Context:
         return self._cfg
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"cdrsync: {message}", err=True)
-    sys.exit(code)
+class Failure(click.ClickException):
+    """An expected failure: `cdrsync: <one line>` on stderr, then the exit code of its kind.
+    The message is redacted with the configuration, if one was loaded."""
+
+    def __init__(self, message: str, cfg: Optional[Config] = None) -> None:
+        super().__init__(redact(message, cfg))
+
+    def show(self, file: Optional[Any] = None) -> None:
+        click.echo(f"cdrsync: {self.format_message()}", err=True)
+
+
+class WorkFailed(Failure):
+    """Exit 1: the work failed (the PBX database unreachable, a call not found, a bug)."""
+
+    exit_code = 1
+
+
+class BadSetup(Failure):
+    """Exit 2: the configuration is wrong, or the state store can not be written."""
+
+    exit_code = 2
+
+
+def _as_failure(exc: Exception, cfg: Optional[Config]) -> Optional[Failure]:
+    """The library's expected errors (it knows nothing of click), as the command line says them."""
+    from .source.reader import SourceError
+
+    if isinstance(exc, ConfigError):
+        return BadSetup(f"configuration: {exc}", cfg)
+    if isinstance(exc, StoreError):
+        return BadSetup(f"state store: {exc}; nothing was lost, fix it and start again", cfg)
+    if isinstance(exc, SourceError):  # most of its messages name the PBX database already
+        text = str(exc) if str(exc).startswith("PBX database") else f"PBX database: {exc}"
+        return WorkFailed(text, cfg)
+    return None
+
+
+class _Command(click.Command):
+    """Every command turns the library's expected errors into a `Failure`, and a bug into one
+    `internal error` line (its traceback with -v): never a traceback by default."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            # whoever read stdout has gone (`cdrsync sync --dry-run | head`): nothing to say;
+            # stdout goes to /dev/null so that the interpreter's last flush fails no more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
+        except Exception as exc:
+            obj = ctx.obj if isinstance(ctx.obj, Context) else None
+            cfg = obj._cfg if obj is not None else None
+            failure = _as_failure(exc, cfg)
+            if failure is not None:
+                raise failure from exc
+            if obj is not None and obj.verbose:
+                raise
+            raise WorkFailed(f"internal error: {type(exc).__name__}: {exc} "
+                             "(run with -v for the details)", cfg) from exc
 
 
 class _Group(click.Group):
-    """Turns the expected failures into one line and an exit code, never a traceback."""
+    """`cdrsync`: its commands, and those of any group added under it, are `_Command`s."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from .source.reader import SourceError
-
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            _fail(f"configuration: {exc}", 2)
-        except StoreError as exc:
-            _fail(f"state store: {exc}; nothing was lost, fix it and start again", 2)
-        except SourceError as exc:
-            _fail(f"PBX database: {redact(str(exc), _cfg_of(ctx))}", 1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
-            raise
-        except Exception as exc:  # a bug: one line by default, the traceback with -v
-            if isinstance(ctx.obj, Context) and ctx.obj.verbose:
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {redact(str(exc), _cfg_of(ctx))} "
-                  "(run with -v for the details)", 1)
-
-
-def _cfg_of(ctx: click.Context) -> Optional[Config]:
-    return ctx.obj._cfg if isinstance(ctx.obj, Context) else None
+    command_class = _Command
+    group_class = type  # a sub-group is a _Group too
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,9 +147,17 @@ def main(ctx: click.Context, config_path: Optional[str], verbose: int,
 
 
 def _pipeline(obj: Context, dry_run: bool = False, stop: Optional[threading.Event] = None):
+    from .dryrun import DryRunOut
     from .pipeline import Pipeline
 
-    return Pipeline(obj.cfg, dry_run=dry_run, out=sys.stdout if dry_run else None, stop=stop)
+    return Pipeline(obj.cfg, dry_run=dry_run, out=DryRunOut(sys.stdout) if dry_run else None,
+                    stop=stop)
+
+
+def _tell_dry_run(pipeline) -> None:
+    """After a dry run's requests (stdout), what they add up to, for a person (stderr)."""
+    if pipeline.dry_run:
+        click.echo("\n".join(pipeline.out.summary()), err=True)
 
 
 def _locked(obj: Context) -> RunLock:
@@ -150,6 +197,7 @@ def sync(obj: Context, dry_run: bool) -> None:
             try:
                 result = _timed_pass(pipeline, "sync", lambda: pipeline.sync_pass(
                     drain_seconds=_drain_budget(cfg)))
+                _tell_dry_run(pipeline)
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -191,7 +239,7 @@ def _timed_pass(pipeline, kind: str, work):
         result = work()
     except SourceError as exc:
         result = PassResult(error=str(exc))
-        log.error("pass failed, PBX database: %s; the next pass tries again", exc)
+        log.error("pass failed: %s; the next pass tries again", exc)  # exc names the database
     sent = result.sent
     error = f", error: {result.error}" if result.error else ""
     if pipeline.dry_run:
@@ -228,7 +276,7 @@ def run(obj: Context) -> None:
             finally:
                 pipeline.close()
     except Busy as exc:
-        _fail(f"{exc}; not starting a second daemon", 0)
+        click.echo(f"cdrsync: {exc}; not starting a second daemon", err=True)
 
 
 STEPS = 1000  # resolution of the backfill progress bar
@@ -288,6 +336,7 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
 
                     result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
                         since_dt, until_dt, notify_missed=notify_missed, progress=progress))
+                _tell_dry_run(pipeline)
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -413,6 +462,7 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
     Example: cdrsync show 1795697854.0
     """
     from . import finder
+    from .pbx.keeper import current
     from .show import render_call
     from .source.reader import Source
     from .state import ledger, quarantine
@@ -420,21 +470,55 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
 
     cfg = obj.cfg
     source = Source.from_config(cfg)
+    store = open_store(cfg.state.url)
     try:
         rows = finder.rows_for_callid(source, callid, cfg.source.zone)
+        model = current(cfg.state.url, source, cfg.pbx)[0] if rows is not None else None
     finally:
         source.close()
-    store = open_store(cfg.state.url)
     with store.connect() as conn:
         held = quarantine.entries(conn, quarantine.WAITING + (quarantine.DROPPED,), callid)
         delivery = ledger.summary(conn, rows.callid) if rows is not None else None
     store.dispose()
     if rows is None:
         if held:
-            _fail(f"call {callid} has no rows in the PBX database any more; it was "
-                  f"quarantined: {quarantine.summary(held[0])}", 1)
-        _fail(f"no rows for call {callid} in the PBX database", 1)
-    click.echo(render_call(rows, cfg, as_json, delivery, held[0] if held else None))
+            raise WorkFailed(f"call {callid} has no rows in the PBX database any more; it was "
+                             f"quarantined: {quarantine.summary(held[0])}")
+        raise WorkFailed(f"no rows for call {callid} in the PBX database")
+    click.echo(render_call(rows, cfg, as_json, delivery, held[0] if held else None, model))
+
+
+@main.command("pbx")
+@click.option("--fresh", is_flag=True,
+              help="Learn from the newest rows of the PBX now, not from the stored model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def pbx_model(obj: Context, fresh: bool, as_json: bool) -> None:
+    """What cdrsync learned about the PBX: phones and their devices, trunks, ring groups and
+    queues with their members, IVRs, voicemail boxes, parking lots, conference rooms, each
+    with the evidence it was learned from.
+
+    Example: cdrsync pbx
+    """
+    from dataclasses import asdict
+
+    from .pbx.keeper import current
+    from .pbx.report import lines
+    from .source.reader import Source
+
+    cfg = obj.cfg
+    source = Source.from_config(cfg)
+    try:
+        model, where = current(cfg.state.url, source, cfg.pbx, fresh)
+    finally:
+        source.close()
+    if as_json:
+        click.echo(json.dumps({"source": where, "rows": model.rows, "calls": model.calls,
+                               "known": [asdict(k) for k in model.known]}))
+        return
+    click.echo(f"({where})")
+    for text in lines(model):
+        click.echo(text)
 
 
 @main.command()
@@ -486,7 +570,8 @@ def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
         marked = quarantine.mark(conn, wanted, quarantine.RETRY)
     store.dispose()
     if not marked:
-        _fail(f"call {callid} is not quarantined" if callid else "no call is quarantined", 1)
+        raise WorkFailed(f"call {callid} is not quarantined" if callid
+                         else "no call is quarantined")
     try:
         with _locked(obj):
             pipeline = _pipeline(obj)
@@ -562,7 +647,7 @@ def serve_recordings(obj: Context) -> None:
     try:
         server = make_server(obj.cfg.recordings)
     except (ValueError, OSError) as exc:
-        _fail(f"serve-recordings: {exc}", 2)
+        raise BadSetup(f"serve-recordings: {exc}", obj.cfg) from None
     stop = _stop_on_signals()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

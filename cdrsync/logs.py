@@ -2,6 +2,13 @@
 
 A filter on the handler rewrites every record through `config.redact`, so a password in a
 database URL or the Planfix token can not reach the log even from a third-party message.
+
+Tracebacks: an expected failure is logged as one line, without one; a record that carries an
+exception (`exc_info`, `stack_info`) keeps its traceback, redacted like the message, and shows
+it at that record's own level. cdrsync attaches them to unexpected errors at DEBUG, beside the
+one line at ERROR that reports them, so `-v` shows the traceback of a bug (the backfill's
+delivery process dying, say) and the default log stays one line per event. In JSON the message
+stays one line and the traceback goes in a `traceback` field.
 """
 
 from __future__ import annotations
@@ -23,11 +30,17 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage(), self.cfg)
         record.args = ()
-        if record.exc_info and record.exc_info[1] is not None:
-            # keep the one line, drop the traceback: errors are reported, not dumped
-            record.msg = f"{record.msg}: {redact(str(record.exc_info[1]), self.cfg)}"
-            record.exc_info = None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = _FORMAT.formatException(record.exc_info)
+        record.exc_info = None  # the text below is all that is shown: formatted once, redacted
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.cfg)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.cfg)
         return True
+
+
+_FORMAT = logging.Formatter()
 
 
 class _Json(logging.Formatter):
@@ -39,6 +52,9 @@ class _Json(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}) or {})
+        trace = "\n".join(text for text in (record.exc_text, record.stack_info) if text)
+        if trace:
+            entry["traceback"] = trace
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -24,7 +24,8 @@ from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .model import Call, CallRows
-from .planfix import requests as pfreq
+from .pbx.keeper import Keeper
+from .planfix import messages as pfreq
 from .planfix.client import PlanfixClient
 from .recordings import late
 from .recordings.convert import playable
@@ -100,6 +101,7 @@ class Pipeline:
         self.client = PlanfixClient(cfg.planfix)
         self.deliverer = Deliverer(self.store, self.client, cfg)
         self.zone = cfg.source.zone
+        self.pbx_model = Keeper(self.store, self.source, cfg.pbx)  # the learned PBX model
         self._late_checked_at = float("-inf")
         self._pruned_at = float("-inf")
 
@@ -114,10 +116,16 @@ class Pipeline:
         result = PassResult()
         if not self.dry_run:  # calls `retry --quarantined` marked while this process worked
             self.retry_quarantined(now)
+        for gap in history.catch_up(self.source, self.store, self.cfg, now, self._handled,
+                                    batch_calls=self.cfg.source.batch):
+            self._remember(gap, "sync", notify_missed=True, now=now, result=result)
+            result.found += len(gap.calls)
+            if self.stop.is_set():
+                return result  # the first live pass must not begin before the gap is read
         discovery = finder.find_finished(self.source, self.store, self.cfg, now, self._handled)
         for note in discovery.notes:
             log.info("%s", note)
-        result.found = len(discovery.calls)
+        result.found += len(discovery.calls)
         result.settled_at = discovery.settled_at
         self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
         if not self.dry_run:
@@ -200,6 +208,7 @@ class Pipeline:
             self._record(conn, prepared, origin, now)
             new = quarantine.hold(conn, held, origin, notify_missed, now)
             discovery.commit(conn)
+        self.pbx_model.save(now)
         _log_quarantined([h for h in held if h.callid in set(new)])
         result.recorded += len(prepared)
         return sum(len(item.requests) for item in prepared)
@@ -216,12 +225,13 @@ class Pipeline:
         """Each call through every step of its own; a call a step raises for is held for the
         quarantine with the step and the reason, and costs no other call anything."""
         folders = Folders(self.cfg.recordings.dir)  # each recordings folder listed once a batch
+        model = self.pbx_model.learn_calls(calls)
         prepared: list[Prepared] = []
         held: list[quarantine.Held] = []
         for rows in calls:
             step = "interpret"
             try:
-                call = read_call(rows, self.cfg)
+                call = read_call(rows, self.cfg, model)
                 for reason in call.reasons:
                     log.debug("call %s: %s", call.callid, reason)
                 step = "recording"  # lookup, link, mp3 conversion

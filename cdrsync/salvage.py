@@ -27,13 +27,15 @@ from cdrsync.config import Config
 from cdrsync.grouping import linkedid_epoch
 from cdrsync.interpret import interpret
 from cdrsync.model import Call, CallRows, CdrRow
+from cdrsync.pbx import PbxModel
 from cdrsync.timeconv import LONGEST_CALL, credible_seconds, local_time, uniqueid_epoch
 
 
-def read_call(rows: CallRows, cfg: Config) -> Call:
-    """The call the rows tell, with the corrections above among its reasons."""
+def read_call(rows: CallRows, cfg: Config, model: Optional[PbxModel] = None) -> Call:
+    """The call the rows tell, with the corrections above among its reasons (`model`: the PBX
+    as `interpret` takes it)."""
     fixed, notes = salvage_rows(rows, cfg.source.zone)
-    call = interpret(fixed, cfg.pbx, cfg.source.zone)
+    call = interpret(fixed, cfg.pbx, cfg.source.zone, model)
     return salvage_call(call, fixed, notes)
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 from .config import Config
 from .model import CallRows
+from .pbx import PbxModel
 from .salvage import read_call
 from .state.quarantine import DROPPED, Entry
 from .state.quarantine import summary as quarantine_summary
@@ -37,11 +38,13 @@ def _table(title: str, columns: tuple[str, ...], rows: list[object]) -> list[str
 
 
 def render_call(rows: CallRows, cfg: Config, as_json: bool = False,
-                delivery: Optional[dict] = None, held: Optional[Entry] = None) -> str:
+                delivery: Optional[dict] = None, held: Optional[Entry] = None,
+                model: Optional[PbxModel] = None) -> str:
     """`delivery`: what the ledger knows of the call (`ledger.summary`), None if not recorded;
-    `held`: its quarantine entry, if any. Rows that can not be rebuilt are shown with why."""
+    `held`: its quarantine entry, if any (rows that can not be rebuilt are shown with why);
+    `model`: the learned PBX, as the pipeline would use it (None: learned from the call)."""
     try:
-        call = read_call(rows, cfg)
+        call = read_call(rows, cfg, model)
         failure = ""
     except Exception as exc:  # the rows are shown all the same: they are what needs a look
         call, failure = None, f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,5 @@
-"""Builds cdrsync/data/demo-asteriskcdrdb.sqlite, the copy `cdrsync --demo` reads.
+"""Builds cdrsync/data/demo-asteriskcdrdb.sqlite, the copy `cdrsync --demo` reads, and copies
+that PBX's recordings beside it (cdrsync/data/monitor/).
 
 Its rows are the corpus of a real Asterisk 20 for 28 scripted calls (../shared/corpus), stored the
 way Asterisk's cdr_sqlite3_custom / a SQLite asteriskcdrdb would hold them. Run
@@ -7,6 +8,7 @@ way Asterisk's cdr_sqlite3_custom / a SQLite asteriskcdrdb would hold them. Run
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -14,6 +16,17 @@ from pathlib import Path
 from tests.corpus import CORPUS, sql_tables
 
 TARGET = Path(__file__).resolve().parents[1] / "cdrsync" / "data" / "demo-asteriskcdrdb.sqlite"
+RECORDINGS = TARGET.parent / "monitor"
+
+
+def copy_recordings(target: Path) -> None:
+    """The corpus's monitor/ folder, as it is (YYYY/MM/DD), without its read-only modes."""
+    shutil.rmtree(target, ignore_errors=True)
+    for source in sorted((CORPUS / "monitor").rglob("*")):
+        if source.is_file():
+            copy = target / source.relative_to(CORPUS / "monitor")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
 
 
 def corpus_tables() -> dict[str, list[dict]]:
@@ -45,3 +58,4 @@ def build(path: Path) -> None:
 
 if __name__ == "__main__":
     build(Path(sys.argv[1]) if len(sys.argv) > 1 else TARGET)
+    copy_recordings(Path(sys.argv[1]).parent / "monitor" if len(sys.argv) > 1 else RECORDINGS)

@@ -166,8 +166,8 @@ def test_a_lonely_linkedid_end_is_quarantined_named_and_processed_again_once_fix
 STEPS = {  # where each step of one call is reached from the pipeline
     "interpret": "cdrsync.pipeline.read_call",
     "recording": "cdrsync.pipeline.find_recording",
-    "requests": "cdrsync.planfix.requests.completed_requests",
-    "missed-call recipients": "cdrsync.planfix.requests.missed_requests",
+    "requests": "cdrsync.planfix.messages.completed_requests",
+    "missed-call recipients": "cdrsync.planfix.messages.missed_requests",
 }
 
 

@@ -341,12 +341,48 @@ class Source:
         return self._decode(self._all(stmt, "reading cdr rows without a usable calldate"),
                             cdr_decoder)
 
+    def _calldate_range(self, stmt: Any, start_local: datetime, end_local: Optional[datetime]
+                        ) -> Any:
+        stmt = stmt.where(column("calldate") >= self._param_time(start_local))
+        if end_local is not None:
+            stmt = stmt.where(column("calldate") < self._param_time(end_local))
+        return stmt
+
+    def next_calldate(self, start_local: datetime, end_local: Optional[datetime] = None
+                      ) -> Optional[datetime]:
+        """The first calldate with start <= calldate (< end) that is a time, None if there is
+        none: one probe of the calldate index, so that a walk over the calendar jumps over empty
+        stretches. Placeholder dates (`1000-01-01`, no call) cost one more probe per value."""
+        base = self._calldate_range(select(column("calldate")).select_from(self._cdr),
+                                    start_local, end_local)
+        stmt = base
+        while True:
+            rows = self._all(stmt.order_by(column("calldate")).limit(1),
+                             "probing cdr by calldate")
+            if not rows:
+                return None
+            found = decode_time(rows[0][0])
+            if found is not None:
+                return found
+            stmt = base.where(column("calldate") > rows[0][0])
+
+    def cdr_count(self, start_local: datetime, end_local: datetime) -> int:
+        """How many cdr rows have start <= calldate < end (a count over the calldate index):
+        how much of a backfill's range is done, and how much is left."""
+        stmt = self._calldate_range(select(func.count()).select_from(self._cdr), start_local,
+                                    end_local)
+        return int(self._all(stmt, "counting cdr by calldate")[0][0] or 0)
+
     def cdr_window(self, start_local: datetime, end_local: Optional[datetime] = None
                    ) -> Iterator[CdrRow]:
         """Stream cdr rows with start <= calldate (< end), by calldate, without holding them
         all in memory (server-side cursor)."""
-        stmt = self._cdr_select().where(column("calldate") >= self._param_time(start_local))
-        if end_local is not None:
-            stmt = stmt.where(column("calldate") < self._param_time(end_local))
+        stmt = self._calldate_range(self._cdr_select(), start_local, end_local)
         return self._stream(stmt.order_by(column("calldate")), cdr_decoder,
                             "reading cdr by calldate")
+
+    def newest_cdr(self, limit: int) -> list[CdrRow]:
+        """The `limit` newest cdr rows by calldate (indexed), however old they are: the sample
+        cdrsync learns the PBX from at start (cdrsync.pbx.keeper)."""
+        stmt = self._cdr_select().order_by(column("calldate").desc()).limit(limit)
+        return self._decode(self._all(stmt, "reading the newest cdr rows"), cdr_decoder)

@@ -24,7 +24,7 @@ metadata = MetaData()
 
 # Modules that declare tables on `metadata`; imported before create_all.
 TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
-                 "cdrsync.recordings.late")
+                 "cdrsync.recordings.late", "cdrsync.state.notices", "cdrsync.pbx.store")
 
 
 class StoreError(Exception):
