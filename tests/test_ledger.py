@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from sqlalchemy import event, func, select
 
@@ -124,18 +122,6 @@ def test_due_with_held_entries_names_what_each_waits_for_and_describes_the_call(
     with ledger.transaction(store) as conn:
         assert [e.key for e in ledger.due(conn, T0, limit=2, include_held=True)] == [
             "1.1|completed", "1.1|cancelled|102"]
-
-
-def test_an_old_store_gets_the_indexes_added_since(tmp_path):
-    path = tmp_path / "state.db"
-    open_store(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as raw:
-        raw.execute("DROP INDEX ix_outbox_state_id")
-    open_store(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as raw:
-        plan = raw.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state = 'pending' "
-                           "AND id > 5 ORDER BY id LIMIT 10").fetchall()
-    assert "ix_outbox_state_id" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
 def test_a_failed_completed_holds_its_record_but_not_other_calls(store):

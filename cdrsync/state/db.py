@@ -1,7 +1,10 @@
 """cdrsync's own store (the `[state]` URL): its memory, never the PBX database.
 
-Each part of cdrsync declares its tables on `metadata` in its own module; `open_store` creates
-them. SQLite (the default) runs in WAL mode with synchronous=FULL so that a committed transaction
+Each part of cdrsync declares its tables on `metadata` in its own module (`TABLE_MODULES`); the
+store's schema is made and upgraded by the Alembic revisions in `cdrsync.state.migrations`, which
+`open_store` applies before anything else touches the store.
+
+SQLite (the default) runs in WAL mode with synchronous=FULL so that a committed transaction
 survives a power cut — with one exception, `marking_connection`: the connection that writes down
 Planfix's answers commits with synchronous=NORMAL (no fsync of its own). Its commits survive a
 killed process but a power cut may undo the last of them, so requests marked sent in the last
@@ -10,7 +13,6 @@ moments before the cut are sent again (same bodies); a recorded call is never lo
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 metadata = MetaData()
 
-# Modules that declare tables on `metadata`; imported before create_all.
+# Modules that declare tables on `metadata` (what the migrations must produce, see migrations/).
 TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
                  "cdrsync.recordings.late")
 
@@ -32,9 +34,9 @@ class StoreError(Exception):
 
 
 def open_store(url: str) -> Engine:
-    """Open (and create, if needed) the state store at `url`."""
-    for name in TABLE_MODULES:
-        importlib.import_module(name)
+    """Open the state store, creating it or bringing its schema up to date first."""
+    from .migrations import bring_up_to_date
+
     path = sqlite_file(url)
     if path is not None:
         folder = path.parent
@@ -47,9 +49,13 @@ def open_store(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        metadata.create_all(engine)
+        bring_up_to_date(engine)
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise StoreError(f"state store unusable: {describe(exc)}") from None
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -64,9 +70,9 @@ def sqlite_file(url: str) -> Optional[Path]:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits for other openers
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 

@@ -37,10 +37,8 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
-    event,
     func,
     insert,
-    inspect,
     select,
     update,
 )
@@ -104,16 +102,6 @@ delivery_flags = Table(
     Column("value", Text, nullable=False),
     Column("since", Float, nullable=False),
 )
-
-
-@event.listens_for(metadata, "after_create")
-def _add_new_indexes(_target: Any, conn: Connection, **_kw: Any) -> None:
-    """Create indexes added since a store was made: `create_all` skips tables that exist
-    (and may have been asked for other tables only)."""
-    if not inspect(conn).has_table(outbox.name):
-        return
-    for index in outbox.indexes:
-        index.create(conn, checkfirst=True)
 
 
 @dataclass(frozen=True)
