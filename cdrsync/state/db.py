@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Double, Engine, Float, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,6 +27,12 @@ metadata = MetaData()
 # Modules that declare tables on `metadata` (what the migrations must produce, see migrations/).
 TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
                  "cdrsync.recordings.late")
+
+# Epoch seconds as an 8-byte float on every backend: microseconds survive for any date a clock
+# shows. MySQL's FLOAT is 4 bytes (a next_try of 1796222407 was stored as 1796222464), hence DOUBLE
+# (revision 0002); PostgreSQL's FLOAT already is double precision, and SQLite keeps every REAL in
+# 8 bytes, so its stores keep the FLOAT columns they were made with, no table rebuilt.
+EPOCH = Double().with_variant(Float(), "sqlite")
 
 
 class StoreError(Exception):
