@@ -284,17 +284,18 @@ STORE_KINDS = ("sqlite", "postgresql", "mysql")
 class StoreServers:
     """Throw-away state-store databases on the local MariaDB and PostgreSQL servers.
 
-    `empty(kind)` is a new, empty database (what a first start meets); `migrated(kind)` a new
-    database holding a store as cdrsync's revisions make it, copied from one made once per
-    session by `open_store` (running the revisions costs up to a second per database on
-    MariaDB; a copy, a tenth of that). Each returns the root / superuser URL; `drop_all()` drops
-    them, force-closing what is still connected (a killed process's lock connection, say).
+    `empty(kind)` is a new, empty database (what a first start meets). `migrated(kind)` is a
+    store as cdrsync's revisions make it, with no rows: one database per server, made by
+    `open_store` once a session and emptied (rows, id counters) for each test that asks — making
+    a new one costs up to a second on these shared cores. URLs are the root / superuser's;
+    `drop_all()` drops what `empty` made, force-closing what is still connected (a killed
+    process's lock connection, say).
     """
 
     def __init__(self, mariadb: str, postgres: str) -> None:
         self.servers = {"mysql": mariadb, "postgresql": postgres}
         self.made: list[tuple[str, str]] = []
-        self._templates: dict[str, str] = {}
+        self._stores: dict[str, str] = {}  # kind -> the session's migrated store
 
     def url(self, kind: str, name: str) -> str:
         if kind == "mysql":
@@ -306,21 +307,15 @@ class StoreServers:
             return create_engine(self.servers[kind] + "/", isolation_level="AUTOCOMMIT")
         return create_engine(f"{self.servers[kind]}/postgres", isolation_level="AUTOCOMMIT")
 
-    def empty(self, kind: str, template: str = "") -> str:
+    def empty(self, kind: str) -> str:
         name = f"cdrsync_s_{secrets.token_hex(4)}"
         admin = self._admin(kind)
         try:
             with admin.connect() as conn:
                 if kind == "mysql":
                     conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-                    for table in _tables_of(conn, template) if template else ():
-                        conn.execute(text(f"CREATE TABLE `{name}`.`{table}` "
-                                          f"LIKE `{template}`.`{table}`"))
-                        conn.execute(text(f"INSERT INTO `{name}`.`{table}` "
-                                          f"SELECT * FROM `{template}`.`{table}`"))
                 else:
-                    suffix = f' TEMPLATE "{template}"' if template else ""
-                    conn.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
         finally:
             admin.dispose()
         self.made.append((kind, name))
@@ -328,12 +323,25 @@ class StoreServers:
 
     def migrated(self, kind: str) -> str:
         from cdrsync.state.db import open_store
+        from cdrsync.state.migrations import VERSION_TABLE
 
-        if kind not in self._templates:
-            url = self.empty(kind)
-            open_store(url).dispose()
-            self._templates[kind] = url.rsplit("/", 1)[1].split("?")[0]
-        return self.empty(kind, template=self._templates[kind])
+        if kind not in self._stores:
+            self._stores[kind] = self.empty(kind)
+            open_store(self._stores[kind]).dispose()
+        url = self._stores[kind]
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                tables = [t for t in inspect(conn).get_table_names() if t != VERSION_TABLE]
+                if kind == "mysql":
+                    for table in tables:
+                        conn.execute(text(f"TRUNCATE TABLE `{table}`"))
+                else:
+                    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+        finally:
+            engine.dispose()
+        return url
 
     def drop(self, kind: str, name: str) -> None:
         admin = self._admin(kind)
@@ -346,15 +354,11 @@ class StoreServers:
         finally:
             admin.dispose()
 
-    def drop_all(self, keep: frozenset = frozenset()) -> None:
-        for kind, name in [m for m in self.made if m[1] not in keep]:
-            self.drop(kind, name)
-        self.made = [m for m in self.made if m[1] in keep]
-
-
-def _tables_of(conn: Any, database: str) -> list[str]:
-    return list(conn.execute(text("SELECT table_name FROM information_schema.tables "
-                                  "WHERE table_schema = :d"), {"d": database}).scalars())
+    def drop_all(self, keep: tuple[str, ...] = ()) -> None:
+        for kind, name in self.made:
+            if self.url(kind, name) not in keep:
+                self.drop(kind, name)
+        self.made = [(k, n) for k, n in self.made if self.url(k, n) in keep]
 
 
 @pytest.fixture(scope="session")
@@ -368,7 +372,7 @@ def _store_servers(mariadb_server: str, postgres_server: str) -> Iterator[StoreS
 def store_servers(_store_servers: StoreServers) -> Iterator[StoreServers]:
     """`StoreServers` whose databases made during the test are dropped after it."""
     yield _store_servers
-    _store_servers.drop_all(keep=frozenset(_store_servers._templates.values()))
+    _store_servers.drop_all(keep=tuple(_store_servers._stores.values()))
 
 
 @pytest.fixture(params=STORE_KINDS)
