@@ -220,11 +220,16 @@ def run(obj: Context) -> None:
 
     stop = _stop_on_signals()
     try:
-        with _locked(obj):
+        with _locked(obj) as lock:
             pipeline = _pipeline(obj, stop=stop)
+
+            def one_pass():
+                lock.check()  # a server lock goes with its connection: never run unlocked
+                return _timed_pass(pipeline, "sync", lambda: (
+                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
+
             try:
-                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync", lambda: (
-                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg)))))
+                run_forever(pipeline, stop, one_pass)
             finally:
                 pipeline.close()
     except Busy as exc:

@@ -13,14 +13,19 @@ moments before the cut are sent again (same bodies); a recorded call is never lo
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 from sqlalchemy import Connection, Double, Engine, Float, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from cdrsync.config import StateConfig
 
 metadata = MetaData()
 
@@ -35,8 +40,19 @@ TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.stat
 EPOCH = Double().with_variant(Float(), "sqlite")
 
 
+# A store is named by its URL alone, or by a `[state]` section (URL and namespace).
+Store = Union[str, "StateConfig"]
+
+
 class StoreError(Exception):
     """The state store cannot be used (read-only, full disk, unreachable): cdrsync must stop."""
+
+
+def address(store: Store) -> tuple[str, str]:
+    """(url, namespace) of a store given by its URL or its `[state]` section."""
+    if isinstance(store, str):
+        return store, ""
+    return store.url, store.namespace
 
 
 def open_store(url: str) -> Engine:
@@ -45,12 +61,7 @@ def open_store(url: str) -> Engine:
 
     path = sqlite_file(url)
     if path is not None:
-        folder = path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"state store folder {folder} cannot be created: {exc.strerror}"
-                             ) from None
+        ensure_folder(path.parent)
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -72,6 +83,22 @@ def sqlite_file(url: str) -> Optional[Path]:
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
     return Path(database[5:] if database.startswith("file:") else database)
+
+
+def ensure_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"state store folder {folder} cannot be created: {exc.strerror}"
+                         ) from None
+
+
+def user() -> str:
+    """Who this process runs as, for messages about files it may not write."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
