@@ -550,7 +550,7 @@ def check_state(cfg: Config) -> CheckResult:
                 conn.execute(text("DROP TABLE cdrsync_check_probe"))
             finally:
                 trans.rollback()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreError) as exc:
         return CheckResult("state store", FAIL, f"not writable: {_clean(describe(exc), cfg)}", hint)
     finally:
         engine.dispose()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
 from sqlalchemy import Connection, Double, Engine, Float, MetaData, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ def open_store(url: str) -> Engine:
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if path is not None:
+            event.listen(engine, "handle_error", _FileFailure(path))
     try:
         bring_up_to_date(engine)
     except SQLAlchemyError as exc:
@@ -107,6 +109,47 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+# What SQLite says when its file cannot serve, and what that means for the admin.
+_SQLITE_FAILURES = (
+    ("database disk image is malformed", "damaged"),
+    ("file is not a database", "damaged"),
+    ("attempt to write a readonly database", "unwritable"),
+    ("unable to open database file", "unwritable"),
+    ("database or disk is full", "unwritable"),
+    ("disk i/o error", "unwritable"),
+)
+
+
+class _FileFailure:
+    """`handle_error` of an SQLite store: a damaged, read-only or full file becomes one
+    StoreError line naming the file at fault (the database, its -wal or -shm, or the folder),
+    wherever the statement ran — never a driver error with the SQL under it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, context: ExceptionContext) -> None:
+        said = describe(context.original_exception)
+        kind = next((k for text, k in _SQLITE_FAILURES if text in said.lower()), None)
+        if kind == "damaged":
+            raise StoreError(f"{self.path} is damaged ({said}): move it aside and restore it "
+                             "from a backup (a new, empty store would send again what this one "
+                             "had sent)")
+        if kind == "unwritable":
+            raise StoreError(f"{self.path} cannot be written: {said}{self._culprit()}")
+
+    def _culprit(self) -> str:
+        """The first file SQLite must write that this user may not, if any."""
+        for suffix in ("", "-wal", "-shm"):
+            candidate = self.path.with_name(self.path.name + suffix)
+            if candidate.exists() and not os.access(candidate, os.W_OK):
+                return f" ({candidate} is read-only for user {user()})"
+        folder = self.path.parent
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            return f" (folder {folder} is read-only for user {user()})"
+        return ""
 
 
 @contextmanager
