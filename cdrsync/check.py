@@ -537,7 +537,7 @@ def check_state(cfg: Config) -> CheckResult:
     if file is not None and not file.exists():
         return _probe_new_file(file, hint)
     try:
-        engine = open_store(cfg.state.url)
+        engine = open_store(cfg.state)
     except StoreError as exc:
         return CheckResult("state store", FAIL, _clean(str(exc), cfg), hint)
     try:

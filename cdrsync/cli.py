@@ -114,7 +114,7 @@ def _pipeline(obj: Context, dry_run: bool = False, stop: Optional[threading.Even
 
 
 def _locked(obj: Context) -> RunLock:
-    return RunLock(obj.cfg.state.url)
+    return RunLock(obj.cfg.state)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -313,7 +313,7 @@ def status(obj: Context, as_json: bool) -> None:
     from .state import ledger, passes, progress
     from .state.db import open_store
 
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     with store.connect() as conn:
         report = {
             "last_pass": passes.last(conn),
@@ -411,7 +411,7 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
         source.close()
     if rows is None:
         _fail(f"no rows for call {callid} in the PBX database", 1)
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     with store.connect() as conn:
         delivery = ledger.summary(conn, rows.callid)
     store.dispose()
@@ -432,7 +432,7 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool) -> None:
 
     if bool(callid) == all_failed:
         raise click.UsageError("give a CALLID or --failed")
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.retry(conn, None if all_failed else callid)
     store.dispose()
@@ -452,7 +452,7 @@ def skip(obj: Context, callid: str) -> None:
     from .state import ledger
     from .state.db import open_store
 
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.skip(conn, callid)
     store.dispose()

@@ -9,6 +9,10 @@ survives a power cut — with one exception, `marking_connection`: the connectio
 Planfix's answers commits with synchronous=NORMAL (no fsync of its own). Its commits survive a
 killed process but a power cut may undo the last of them, so requests marked sent in the last
 moments before the cut are sent again (same bodies); a recorded call is never lost.
+
+On PostgreSQL, `[state] namespace` puts an instance's tables (and Alembic's version table) in a
+schema of their own: every connection of the store sets its search_path to it, so one database
+holds several cdrsyncs whose callids, cursors and locks never meet.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from sqlalchemy import Connection, Double, Engine, Float, MetaData, create_engine, event
+from sqlalchemy import Connection, Double, Engine, Float, MetaData, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from cdrsync.config import StateConfig
@@ -55,20 +60,26 @@ def address(store: Store) -> tuple[str, str]:
     return store.url, store.namespace
 
 
-def open_store(url: str) -> Engine:
+def open_store(store: Store) -> Engine:
     """Open the state store, creating it or bringing its schema up to date first."""
     from .migrations import bring_up_to_date
 
+    url, namespace = address(store)
     path = sqlite_file(url)
     if path is not None:
         ensure_folder(path.parent)
-    engine = create_engine(url, future=True)
+    if namespace:
+        _ensure_schema(url, namespace)
+    engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         if path is not None:
             event.listen(engine, "handle_error", _FileFailure(path))
+    if namespace:
+        # first of the connect listeners: the dialect reads its default schema right after
+        event.listen(engine, "connect", _search_path(namespace), insert=True)
     try:
-        bring_up_to_date(engine)
+        bring_up_to_date(engine, namespace)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StoreError(f"state store unusable: {describe(exc)}") from None
@@ -132,7 +143,7 @@ class _FileFailure:
 
     def __call__(self, context: ExceptionContext) -> None:
         said = describe(context.original_exception)
-        kind = next((k for text, k in _SQLITE_FAILURES if text in said.lower()), None)
+        kind = next((k for phrase, k in _SQLITE_FAILURES if phrase in said.lower()), None)
         if kind == "damaged":
             raise StoreError(f"{self.path} is damaged ({said}): move it aside and restore it "
                              "from a backup (a new, empty store would send again what this one "
@@ -150,6 +161,38 @@ class _FileFailure:
         if folder.is_dir() and not os.access(folder, os.W_OK):
             return f" (folder {folder} is read-only for user {user()})"
         return ""
+
+
+def _search_path(namespace: str):
+    def use_namespace(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f'SET search_path TO "{namespace}"')
+        cur.close()
+        dbapi_conn.commit()  # SET is transactional in PostgreSQL
+
+    return use_namespace
+
+
+def _ensure_schema(url: str, namespace: str) -> None:
+    """Create the namespace's schema before the store's engine first connects (its dialect
+    learns the default schema then), once among processes starting together."""
+    from .locks import exclusive_transaction
+
+    boot = create_engine(url, poolclass=NullPool)
+    try:
+        with boot.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                raise StoreError(f"namespace {namespace!r} needs a PostgreSQL store")
+            there = text("SELECT 1 FROM pg_namespace WHERE nspname = :n")
+            if conn.execute(there, {"n": namespace}).first():
+                return
+            conn.rollback()
+            with exclusive_transaction(conn, namespace, "migrate", wait=120):
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"state store unusable: {describe(exc)}") from None
+    finally:
+        boot.dispose()
 
 
 @contextmanager
