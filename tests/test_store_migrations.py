@@ -395,3 +395,23 @@ def test_processes_creating_a_new_store_at_once_create_it_once(kind, tmp_path, s
             assert migrations.current(conn) == migrations.head()
     finally:
         store.dispose()
+
+
+def test_an_installed_cdrsync_carries_every_file_the_revisions_need(tmp_path):
+    """`pip install .` (not editable) installs what setuptools' build_py gathers (packages and
+    package data, from pyproject.toml): the revisions, env.py and the template must be there,
+    or an installed cdrsync cannot open a store."""
+    source = tmp_path / "source"  # a clean copy: no egg-info of an earlier build to lean on
+    shutil.copytree(ROOT / "cdrsync", source / "cdrsync",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q",
+                    "build_py", "-d", str(tmp_path / "built")], cwd=source, check=True,
+                   capture_output=True, timeout=300)
+    needed = {p.relative_to(migrations.FOLDER) for p in migrations.FOLDER.rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    built = tmp_path / "built" / "cdrsync" / "state" / "migrations"
+    installed = {p.relative_to(built) for p in built.rglob("*") if p.is_file()}
+    assert Path("script.py.mako") in needed and Path("env.py") in needed
+    assert needed <= installed, sorted(map(str, needed - installed))
