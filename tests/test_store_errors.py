@@ -113,3 +113,15 @@ def test_a_read_only_wal_or_shm_file_is_named(env, tmp_path, suffix):
     finally:
         keeper.close()
     assert f"{culprit} is read-only for user" in line, line
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://cdrsync:s3cret-pw@127.0.0.1:1/cdrsync",
+    "mysql+pymysql://cdrsync:s3cret-pw@127.0.0.1:1/cdrsync",
+])
+def test_an_unreachable_server_store_is_one_line_without_its_password(env, url):
+    _, _, config = env
+    for command in (("sync",), ("status",)):
+        proc = cdrsync(config(state={"url": url}), *command)
+        line = one_line(proc)
+        assert "s3cret-pw" not in proc.stderr and "127.0.0.1" in line, line
