@@ -91,7 +91,32 @@ def run_checks(cfg: Config) -> list[CheckResult]:
     results += _source_checks(cfg)
     results.append(_guarded("planfix", cfg, lambda: check_planfix(cfg)))
     results.append(_guarded("state store", cfg, lambda: check_state(cfg)))
+    if results[1].verdict != FAIL:  # the PBX database is reachable
+        results.append(_guarded("pbx model", cfg, lambda: check_model(cfg)))
     return results
+
+
+def check_model(cfg: Config) -> CheckResult:
+    """One line on what cdrsync knows of the PBX (`cdrsync pbx` has the details); a warning
+    when it knows too little, since unknown devices are then guessed from their names."""
+    from .pbx.keeper import current
+    from .pbx.report import summary
+    from .source.reader import Source, SourceError
+
+    try:
+        source = Source.from_config(cfg)
+    except SourceError as exc:
+        return CheckResult("pbx model", WARN, f"not learned: {_clean(str(exc), cfg)}")
+    try:
+        model, _ = current(cfg.state, source, cfg.pbx)
+    except SourceError as exc:
+        return CheckResult("pbx model", WARN, f"not learned: {_clean(str(exc), cfg)}")
+    finally:
+        source.close()
+    thin, text = summary(model)
+    return CheckResult("pbx model", WARN if thin else OK, text,
+                       "let cdrsync see more calls, or set [pbx] trunk_channels / "
+                       "extension_pattern; `cdrsync pbx` shows what it knows")
 
 
 def _guarded(name: str, cfg: Config, check: Callable[[], CheckResult]) -> CheckResult:

@@ -398,6 +398,7 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
     Example: cdrsync show 1795697854.0
     """
     from . import finder
+    from .pbx.keeper import current
     from .show import render_call
     from .source.reader import Source
     from .state import ledger
@@ -405,17 +406,52 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
 
     cfg = obj.cfg
     source = Source.from_config(cfg)
+    store = open_store(cfg.state)
     try:
         rows = finder.rows_for_callid(source, callid, cfg.source.zone)
+        model = current(cfg.state, source, cfg.pbx)[0] if rows is not None else None
     finally:
         source.close()
     if rows is None:
+        store.dispose()
         _fail(f"no rows for call {callid} in the PBX database", 1)
-    store = open_store(cfg.state)
     with store.connect() as conn:
         delivery = ledger.summary(conn, rows.callid)
     store.dispose()
-    click.echo(render_call(rows, cfg, as_json, delivery))
+    click.echo(render_call(rows, cfg, as_json, delivery, model))
+
+
+@main.command("pbx")
+@click.option("--fresh", is_flag=True,
+              help="Learn from the newest rows of the PBX now, not from the stored model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def pbx_model(obj: Context, fresh: bool, as_json: bool) -> None:
+    """What cdrsync learned about the PBX: phones and their devices, trunks, ring groups and
+    queues with their members, IVRs, voicemail boxes, parking lots, conference rooms, each
+    with the evidence it was learned from.
+
+    Example: cdrsync pbx
+    """
+    from dataclasses import asdict
+
+    from .pbx.keeper import current
+    from .pbx.report import lines
+    from .source.reader import Source
+
+    cfg = obj.cfg
+    source = Source.from_config(cfg)
+    try:
+        model, where = current(cfg.state, source, cfg.pbx, fresh)
+    finally:
+        source.close()
+    if as_json:
+        click.echo(json.dumps({"source": where, "rows": model.rows, "calls": model.calls,
+                               "known": [asdict(k) for k in model.known]}))
+        return
+    click.echo(f"({where})")
+    for text in lines(model):
+        click.echo(text)
 
 
 @main.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +24,9 @@ DEFAULT_PATH = "/etc/cdrsync/cdrsync.toml"
 ENV_PATH = "CDRSYNC_CONFIG"
 ENV_SOURCE_URL = "CDRSYNC_SOURCE_URL"
 ENV_TOKEN = "CDRSYNC_PLANFIX_TOKEN"
+# The latest expiry a recording link may carry: 12 digits in recordings/links.py and the Lua
+# script; nginx's secure_link parses it into a time_t, which holds it.
+MAX_EXPIRES = 10**12 - 1
 
 
 class ConfigError(Exception):
@@ -89,14 +93,17 @@ class ScheduleConfig:
 class PbxConfig:
     """How to read a dialplan; the defaults fit a stock FreePBX."""
 
-    extension_pattern: str = r"^\d{2,6}$"
+    # Who is a phone, a trunk, a group is learned from the rows (cdrsync.pbx); these override it.
+    extension_pattern: str = ""  # regex: a device whose name matches is the phone of that number
     trunk_channels: tuple[str, ...] = ()  # regexes of trunk channel names, e.g. "^PJSIP/carrier-"
     inbound_contexts: tuple[str, ...] = (
         "from-pstn",
         "from-trunk",
         "from-pstn-*",
         "from-trunk-*",
+        "from-sip-external",
     )
+    internal_contexts: tuple[str, ...] = ("from-internal", "from-internal-*")  # phones' contexts
     default_country: str = "RU"  # region for numbers written without a country code
     ext_policy: str = "last"  # "last" | "first": who gets a transferred call
     ivr_hangup_missed: bool = True  # a caller hanging up in an IVR is a missed call
@@ -106,9 +113,12 @@ class PbxConfig:
 class MissedConfig:
     """Who is told about a missed inbound call (callMissedNotify)."""
 
-    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below
+    notify: str = "rang"  # "rang": every extension that rang; "targets": only the lists below;
+    # "responsible": whom Planfix names responsible for the caller (else those that rang)
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # DID or queue -> exts
     callback_window: int = 0  # min; >0: no notice if the caller got through or was called back
+    responsible_ttl: int = 3600  # s Planfix's answer for a caller is reused; 0 = ask every time
+    responsible_timeout: float = 3.0  # s to wait for that answer before telling those that rang
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class LogConfig:
 class MetricsConfig:
     listen: str = ""  # "127.0.0.1:9464": a Prometheus endpoint in `run` mode
     textfile: str = ""  # path of a node-exporter textfile, rewritten after each pass
+    pbx: str = ""  # the `pbx` label of every series; "": the config file's name, else host name
 
 
 @dataclass(frozen=True)
@@ -278,15 +289,22 @@ def _validate(cfg: Config) -> None:
                           "(links must not be guessable)")
     if cfg.recordings.sign_key and len(cfg.recordings.sign_key) < 16:
         raise ConfigError("recordings.sign_key: too short; use at least 16 random characters")
+    longest = int(MAX_EXPIRES - time.time())
+    if cfg.recordings.link_ttl > longest:
+        raise ConfigError(f"recordings.link_ttl: links would expire later than the link check can "
+                          f"hold; use at most {longest} s (0 = links that never expire)")
     if cfg.schedule.interval < 1:
         raise ConfigError("schedule.interval: must be at least 1 second")
     if cfg.pbx.ext_policy not in ("last", "first"):
         raise ConfigError('pbx.ext_policy: must be "last" or "first"')
-    if cfg.missed.notify not in ("rang", "targets"):
-        raise ConfigError('missed.notify: must be "rang" or "targets"')
+    if cfg.missed.notify not in ("rang", "targets", "responsible"):
+        raise ConfigError('missed.notify: must be "rang", "targets" or "responsible"')
+    if cfg.missed.responsible_timeout <= 0:
+        raise ConfigError("missed.responsible_timeout: must be more than 0 seconds")
     if cfg.log.format not in ("text", "json"):
         raise ConfigError('log.format: must be "text" or "json"')
-    for pattern_key, patterns in (("pbx.extension_pattern", (cfg.pbx.extension_pattern,)),
+    for pattern_key, patterns in (("pbx.extension_pattern", (cfg.pbx.extension_pattern,) if
+                                   cfg.pbx.extension_pattern else ()),
                                   ("pbx.trunk_channels", cfg.pbx.trunk_channels)):
         for pattern in patterns:
             try:

@@ -20,6 +20,15 @@ without a give-up), so one call Planfix keeps failing never holds newer calls ba
 endpoint itself is down (`OUTAGE_AFTER` retryable failures in a row, or a 429) the pass stops
 instead of hammering it, and the next pass tries again.
 
+Missed calls for the person responsible (`[missed] notify = "responsible"`): the call's
+`RESPONSIBLE` entry goes after its `COMPLETED` like any request; Planfix's answer (or the one it
+gave about that caller within `responsible_ttl`) turns it into the call's `callMissedNotify`
+entries in the commit that marks it done, so a crash repeats at most the question, never a notice.
+
+Planfix's own rate signals are obeyed: after an answer saying no request remains
+(`X-RateLimit-Remaining: 0`) nothing goes until its `X-RateLimit-Reset` — waited for within the
+drain when that is at most `PAUSE_INLINE` away, else the pass stops as after a 429.
+
 Log lines: one INFO line per call delivered (its `COMPLETED`) and one WARNING per request Planfix
 refused. A stall is logged once when it starts (with the reason) and once when delivery recovers;
 the "stalled" condition lives in the store (`delivery_flags`), so a cron `sync` every minute does
@@ -32,16 +41,15 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
 
-from cdrsync import missed
 from cdrsync.config import Config
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
-from cdrsync.planfix.requests import MISSED
-from cdrsync.state import ledger
+from cdrsync.planfix.messages import MISSED, RESPONSIBLE
+from cdrsync.state import ledger, notices
 from cdrsync.state.db import marking_connection
 
 log = logging.getLogger("cdrsync.deliver")
@@ -49,6 +57,8 @@ log = logging.getLogger("cdrsync.deliver")
 BATCH = 200  # due entries read at once when the rate is not limited
 OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not "this call"
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
+PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
+SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
 STALLED, UNAUTHORIZED_FLAG = "stalled", "unauthorized"
 
 
@@ -65,7 +75,8 @@ class DrainResult:
 
 
 class RateLimiter:
-    """Spaces requests `1/rate` seconds apart (0 = no limit); the clock is injectable for tests."""
+    """Spaces requests `1/rate` seconds apart (0 = no limit) and holds them back while Planfix
+    says its allowance is spent (`hold`); the clock is injectable for tests."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
@@ -74,13 +85,15 @@ class RateLimiter:
 
     def wait(self, sleep: Callable[[float], object]) -> None:
         """Sleep (with `sleep`, e.g. `stop_event.wait`) until the next request may go."""
-        if not self.interval:
-            return
         now = self.clock()
         if self._next > now:
             sleep(self._next - now)
             now = max(now, self.clock())
         self._next = max(now, self._next) + self.interval
+
+    def hold(self, seconds: float) -> None:
+        """Let no request go for `seconds` from now."""
+        self._next = max(self._next, self.clock() + seconds)
 
 
 class Deliverer:
@@ -99,7 +112,7 @@ class Deliverer:
         self.rng = rng
         self.limiter = RateLimiter(cfg.planfix.rate, clock)
         self._told_unauthorized = False
-        self._paused_until = 0.0  # wall time before which a 429's Retry-After asks for quiet
+        self._paused_until = 0.0  # wall time before which Planfix asked for quiet (429, rate)
         # the store's delivery flags, read at the start of each drain (`_load_flags`)
         self._stall: Optional[tuple[str, float]] = None
         self._refused = False
@@ -160,13 +173,17 @@ class Deliverer:
                 if self._held_back(conn, entry, now()):
                     result.skipped += 1
                     continue
-                self.limiter.wait(stop.wait)
-                if stop.is_set():
-                    return in_a_row, last_problem
-                outcome = self.client.send(entry.request())
+                told = self._remembered(conn, entry, now())
+                if told is None:
+                    self.limiter.wait(stop.wait)
+                    if stop.is_set():
+                        return in_a_row, last_problem
+                    outcome, told = self._send(entry)
+                else:
+                    outcome = Outcome(OK, told.why)
                 if outcome.kind == OK:
                     at = now()
-                    self._sent(conn, entry, at)
+                    self._sent(conn, entry, at, told)
                     went.add(entry.id)
                     result.sent += 1
                     if self.keep_lags and entry.kind == "completed" and entry.call_end is not None:
@@ -190,6 +207,39 @@ class Deliverer:
                         return in_a_row, last_problem
                     if in_a_row >= OUTAGE_AFTER:
                         return in_a_row, last_problem
+                if outcome.rate_remaining == 0:
+                    paused = self._spent(outcome, now())
+                    if paused:
+                        return in_a_row, paused
+
+    def _spent(self, outcome: Outcome, at: float) -> str:
+        """Pause after Planfix said no request remains; why, when the pass must end for it."""
+        pause = SPENT_PAUSE if outcome.rate_reset is None else outcome.rate_reset
+        if pause <= PAUSE_INLINE:
+            self.limiter.hold(pause)
+            return ""
+        self._paused_until = at + pause
+        return f"Planfix allows no more requests for {pause:.0f}s (X-RateLimit-Remaining: 0)"
+
+    def _send(self, entry: ledger.OutboxEntry) -> tuple[Outcome, Optional[notices.Recipients]]:
+        """Send `entry`; for a `RESPONSIBLE` one also who its answer tells (then it counts as
+        delivered: the extensions that rang stand in when Planfix names nobody, refuses the
+        question or does not answer within `[missed] responsible_timeout`)."""
+        request = entry.request()
+        if entry.target != RESPONSIBLE:
+            return self.client.send(request), None
+        outcome, numbers = self.client.responsible(request, self.cfg.missed.responsible_timeout)
+        if numbers is None and outcome.kind not in (OK, REJECT) and not outcome.timed_out:
+            return outcome, None  # Planfix is down or refuses the token: asked again later
+        return replace(outcome, kind=OK), notices.told(request, numbers, outcome.detail)
+
+    def _remembered(self, conn: Connection, entry: ledger.OutboxEntry, at: float
+                    ) -> Optional[notices.Recipients]:
+        """Who a `RESPONSIBLE` entry tells by Planfix's recent answer about the same caller."""
+        if entry.target != RESPONSIBLE:
+            return None
+        with ledger.transaction(conn):
+            return notices.remembered(conn, entry.request(), at, self.cfg.missed.responsible_ttl)
 
     def _load_flags(self, conn: Connection) -> None:
         """Read the delivery conditions once per drain; afterwards only changes are written."""
@@ -200,21 +250,26 @@ class Deliverer:
     def _held_back(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> bool:
         """Drop a missed-call notice that the callback window made pointless."""
         window = self.cfg.missed.callback_window
-        if entry.target != MISSED or window <= 0:
+        if entry.target not in (MISSED, RESPONSIBLE) or window <= 0:
             return False
         with ledger.transaction(conn):
-            reason = missed.superseded(conn, entry.callid, window)
+            reason = notices.superseded(conn, entry.callid, window)
             if reason:
                 ledger.mark_skipped(conn, entry.id, reason, at)
         if reason:
             log.info("missed-call notice %s not sent: %s", entry.key, reason)
         return bool(reason)
 
-    def _sent(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> None:
-        """Write the 200 down (one UPDATE, one commit), and lower what it proves wrong."""
+    def _sent(self, conn: Connection, entry: ledger.OutboxEntry, at: float,
+              told: Optional[notices.Recipients] = None) -> None:
+        """Write the 200 down (one UPDATE, one commit) — with the notices `told` for a
+        `RESPONSIBLE` entry, in the same commit — and lower what it proves wrong."""
         stall, refused = self._stall, self._refused
         with ledger.transaction(conn):
             ledger.mark_sent(conn, entry.id, at)
+            if told is not None:
+                notices.replace_lookup(conn, entry.request(), told, at,
+                                       self.cfg.missed.responsible_ttl)
             if stall is not None:
                 ledger.clear_flag(conn, STALLED)
             if refused:
@@ -225,7 +280,12 @@ class Deliverer:
         if refused or self._told_unauthorized:
             self._told_unauthorized = False
             log.info("Planfix accepts the token again; delivery resumed")
-        if entry.kind == "completed":
+        if told is not None:
+            log.log(logging.INFO if told.answer is not None or told.remembered else logging.WARNING,
+                    "missed call %s: %s%s; telling %s", entry.callid, told.why,
+                    " (remembered)" if told.remembered else "",
+                    ", ".join(told.extensions) or "nobody")
+        elif entry.kind == "completed":
             log.info("delivered %s", _describe(entry))
         else:
             log.debug("delivered %s (%s)", entry.key, _describe(entry))

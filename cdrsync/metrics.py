@@ -1,156 +1,151 @@
-"""Metrics of `cdrsync run` in the Prometheus text format, for alerting on a stalled delivery.
+"""Metrics of `cdrsync run` for Prometheus, on prometheus_client: to alert on a stalled delivery.
 
-Served on `[metrics] listen` (GET /metrics, stdlib HTTP server in a thread) and/or written after
-each pass to `[metrics] textfile` for node-exporter's textfile collector (written to a temporary
-file and renamed, so the collector never reads half a file). No dependency on prometheus_client.
+Served on `[metrics] listen` by prometheus_client's HTTP server in a thread (IPv4 or IPv6 as the
+address says: "[::1]:9464" binds ::1), and/or written after each pass to `[metrics] textfile` for
+node-exporter's textfile collector (a temporary file renamed over it, so the collector never reads
+half a file). The registry is cdrsync's own, not the library's global one, so only these series
+are exported. Every series carries a `pbx` label (`pbx_label`), so several cdrsync instances can
+share one Prometheus, or one node-exporter's textfile folder, without their series colliding.
 
-What to alert on: `time() - cdrsync_last_success_timestamp_seconds` (passes keep failing),
-`cdrsync_outbox_requests{state="failed"}` > 0 (Planfix refused something),
-`cdrsync_outbox_requests{state="pending"}` growing (Planfix unreachable).
+What to alert on (contrib/grafana-cdrsync.json shows them all):
+- `time() - cdrsync_last_success_timestamp_seconds > 300`: passes keep failing (the PBX database,
+  a wrong token) or Planfix is unreachable — a pass succeeds only when it read the PBX and Planfix
+  took everything that was due;
+- `cdrsync_outbox_requests{state="failed"} > 0`: Planfix refused a request (`cdrsync status`,
+  then `retry` or `skip`);
+- `cdrsync_oldest_undelivered_age_seconds > 900`: something has waited in the outbox for long;
+- `increase(cdrsync_passes_total{result="unauthorized"}[10m]) > 0`: Planfix refuses the token;
+- `absent(cdrsync_info)` (or `up == 0`): the daemon is not running.
+
+A new series is one line in `Metrics.__init__` (`self._metric(Gauge, name, help, *labels)`) and
+one where `run` feeds it (`scheduler._observe`); contrib/grafana-cdrsync.json must then show it
+(tests/test_metrics.py compares the two).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socket
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+    write_to_textfile,
+)
 
 from . import __version__
-from .config import ConfigError
+from .config import Config, ConfigError
+from .state.ledger import STATES
 
 log = logging.getLogger("cdrsync.metrics")
 
 # Seconds between a call's end and Planfix accepting it: a pass or two when all is well, hours
 # during an outage.
 LAG_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# How a pass ended: "ok" read the PBX and delivered what was due; "stalled" found Planfix or the
+# network down; "unauthorized": Planfix refused the token; "failed": the PBX database failed.
+PASS_RESULTS = ("ok", "stalled", "unauthorized", "failed")
 
 
 class Metrics:
-    """The daemon's counters; every method is thread-safe (the HTTP thread reads while a pass
-    writes)."""
+    """The daemon's series in a registry of its own, each with this instance's `pbx` label.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._passes = {"ok": 0, "failed": 0}
-        self._last_pass = 0.0
-        self._last_success = 0.0
-        self._queue = {"sent": 0, "failed": 0, "pending": 0}
-        self._buckets = [0] * len(LAG_BUCKETS)
-        self._lag_count = 0
-        self._lag_sum = 0.0
-        self._last_lag = 0.0
+    Attributes are the label-bound children: `requests_sent.inc()`, `outbox("pending").set(n)`.
+    prometheus_client's metrics are thread-safe (its HTTP thread reads while a pass writes).
+    """
 
-    def observe_pass(self, ok: bool, at: float) -> None:
-        """A pass ended at `at` (epoch seconds), successfully or not."""
-        with self._lock:
-            self._passes["ok" if ok else "failed"] += 1
-            self._last_pass = at
-            if ok:
-                self._last_success = at
+    def __init__(self, pbx: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.pbx = pbx
+        self._metric(Info, "cdrsync", "The running cdrsync")().info({"version": __version__})
+        self.passes = self._metric(Counter, "cdrsync_passes", "Passes of the daemon, by result",
+                                   "result")
+        self.last_pass = self._metric(Gauge, "cdrsync_last_pass_timestamp_seconds",
+                                      "When the last pass ended (0: none yet)")()
+        self.last_success = self._metric(Gauge, "cdrsync_last_success_timestamp_seconds",
+                                         "When the last successful pass ended (0: none yet)")()
+        self.calls = self._metric(Counter, "cdrsync_calls",
+                                  "Finished calls read from the PBX and queued for Planfix")()
+        self.requests_sent = self._metric(Counter, "cdrsync_requests_sent",
+                                          "Requests Planfix accepted")()
+        self.requests_refused = self._metric(
+            Counter, "cdrsync_requests_refused",
+            "Requests Planfix refused (kept as failed until retry or skip)")()
+        self.requests_retried = self._metric(
+            Counter, "cdrsync_requests_retried",
+            "Requests that failed for a reason that passes (tried again later)")()
+        self.outbox = self._metric(Gauge, "cdrsync_outbox_requests",
+                                   "Requests in cdrsync's outbox, by state", "state")
+        self.oldest_undelivered = self._metric(
+            Gauge, "cdrsync_oldest_undelivered_age_seconds",
+            "Age of the oldest request not yet delivered (0: none)")()
+        self.delivery_lag = self._metric(
+            Histogram, "cdrsync_delivery_lag_seconds",
+            "Seconds from the end of a call to Planfix accepting it", buckets=LAG_BUCKETS)()
+        self.last_delivery_lag = self._metric(
+            Gauge, "cdrsync_last_delivery_lag_seconds",
+            "Seconds from the end of the last delivered call to its delivery")()
+        for result in PASS_RESULTS:  # every series from the start: a rate needs its zero
+            self.passes(result)
+        for state in STATES:
+            self.outbox(state)
+
+    def _metric(self, kind: type, name: str, documentation: str, *labels: str,
+                **options: Any) -> Any:
+        """A metric of `kind` in this registry; returns a function giving its child for the
+        values of `labels` (the `pbx` label already bound)."""
+        metric = kind(name, documentation, ("pbx", *labels), registry=self.registry, **options)
+        return partial(metric.labels, self.pbx)
+
+    def observe_pass(self, result: str, at: float) -> None:
+        """A pass ended at `at` (epoch seconds) with `result`, one of PASS_RESULTS."""
+        self.passes(result).inc()
+        self.last_pass.set(at)
+        if result == "ok":
+            self.last_success.set(at)
 
     def observe_delivery(self, lag_seconds: float) -> None:
         """Planfix accepted a call `lag_seconds` after the call ended."""
         lag = max(0.0, float(lag_seconds))
-        with self._lock:
-            for i, bound in enumerate(LAG_BUCKETS):
-                if lag <= bound:
-                    self._buckets[i] += 1
-            self._lag_count += 1
-            self._lag_sum += lag
-            self._last_lag = lag
-
-    def set_queue(self, sent: int, failed: int, pending: int) -> None:
-        """The outbox as the state store counts it (it survives restarts, unlike counters here)."""
-        with self._lock:
-            self._queue = {"sent": int(sent), "failed": int(failed), "pending": int(pending)}
-
-    def render(self) -> str:
-        """The Prometheus text exposition (format 0.0.4)."""
-        with self._lock:
-            lines = [
-                *_family("cdrsync_info", "gauge", "cdrsync version"),
-                f'cdrsync_info{{version="{__version__}"}} 1',
-                *_family("cdrsync_passes_total", "counter",
-                         "Passes since the daemon started, by result"),
-                *(f'cdrsync_passes_total{{result="{k}"}} {v}' for k, v in self._passes.items()),
-                *_family("cdrsync_last_pass_timestamp_seconds", "gauge",
-                         "When the last pass ended (0: none yet)"),
-                f"cdrsync_last_pass_timestamp_seconds {_num(self._last_pass)}",
-                *_family("cdrsync_last_success_timestamp_seconds", "gauge",
-                         "When the last successful pass ended (0: none yet)"),
-                f"cdrsync_last_success_timestamp_seconds {_num(self._last_success)}",
-                *_family("cdrsync_outbox_requests", "gauge",
-                         "Requests to Planfix in cdrsync's outbox, by state"),
-                *(f'cdrsync_outbox_requests{{state="{k}"}} {v}' for k, v in self._queue.items()),
-                *_family("cdrsync_last_delivery_lag_seconds", "gauge",
-                         "Seconds from the end of the last delivered call to its delivery"),
-                f"cdrsync_last_delivery_lag_seconds {_num(self._last_lag)}",
-                *_family("cdrsync_delivery_lag_seconds", "histogram",
-                         "Seconds from the end of a call to Planfix accepting it"),
-                *(f'cdrsync_delivery_lag_seconds_bucket{{le="{_num(b)}"}} {n}'
-                  for b, n in zip(LAG_BUCKETS, self._buckets)),
-                f'cdrsync_delivery_lag_seconds_bucket{{le="+Inf"}} {self._lag_count}',
-                f"cdrsync_delivery_lag_seconds_sum {_num(self._lag_sum)}",
-                f"cdrsync_delivery_lag_seconds_count {self._lag_count}",
-            ]
-        return "\n".join(lines) + "\n"
+        self.delivery_lag.observe(lag)
+        self.last_delivery_lag.set(lag)
 
     def write_textfile(self, path: str) -> None:
         """Replace `path` atomically with the current metrics (node-exporter textfile)."""
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(self.render())
-            os.chmod(tmp, 0o644)  # node-exporter usually runs as another user
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_to_textfile(path, self.registry)
+        # node-exporter runs as another user, and cdrsync.service's UMask=0027 keeps others out
+        os.chmod(path, 0o644)
 
-    def serve(self, listen: str) -> ThreadingHTTPServer:
+    def serve(self, listen: str) -> Any:
         """Start the endpoint on "host:port" in a daemon thread; stop it with `.shutdown()`."""
         host, port = parse_listen(listen)
-        metrics = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                if self.path.split("?")[0] not in ("/", "/metrics"):
-                    self.send_error(404)
-                    return
-                body = metrics.render().encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                log.debug("metrics %s: " + format, self.client_address[0], *args)
-
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="cdrsync-metrics", daemon=True).start()
-        log.info("metrics on http://%s:%d/metrics", host, server.server_address[1])
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("metrics on http://%s:%d/metrics", shown, server.server_address[1])
         return server
 
 
+def pbx_label(cfg: Config) -> str:
+    """`[metrics] pbx`, else the config file's name (cdrsync@office1 reads office1.toml), else
+    the host name: what tells this instance from the others in one Prometheus."""
+    if cfg.metrics.pbx:
+        return cfg.metrics.pbx
+    stem = Path(cfg.path).stem if cfg.path else ""
+    return stem if stem and stem != "cdrsync" else socket.gethostname().split(".")[0]
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
-    """"127.0.0.1:9464", "[::1]:9464" or ":9464" (all addresses) -> (host, port)."""
+    """"127.0.0.1:9464", "[::1]:9464" or ":9464" (all IPv4 addresses) -> (host, port)."""
     host, sep, port = listen.strip().rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"metrics.listen: expected HOST:PORT (e.g. 127.0.0.1:9464), "
                           f"not {listen!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _family(name: str, kind: str, help_text: str) -> tuple[str, str]:
-    return f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"
-
-
-def _num(value: float) -> str:
-    return repr(float(value)) if value != int(value) else str(int(value))

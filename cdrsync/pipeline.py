@@ -23,7 +23,8 @@ from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .interpret import interpret
 from .model import Call, CallRows
-from .planfix import requests as pfreq
+from .pbx.keeper import Keeper
+from .planfix import messages as pfreq
 from .planfix.client import PlanfixClient
 from .recordings import late
 from .recordings.convert import playable
@@ -75,6 +76,7 @@ class Pipeline:
         self.client = PlanfixClient(cfg.planfix)
         self.deliverer = Deliverer(self.store, self.client, cfg)
         self.zone = cfg.source.zone
+        self.pbx_model = Keeper(self.store, self.source, cfg.pbx)  # the learned PBX model
         self._late_checked_at = float("-inf")
         self._pruned_at = float("-inf")
 
@@ -172,15 +174,17 @@ class Pipeline:
                 if item.await_recording:
                     late.remember(conn, item.call, now + self.cfg.recordings.late_window)
             discovery.commit(conn)
+        self.pbx_model.save(now)
         result.recorded += len(prepared)
         return sum(len(item.requests) for item in prepared)
 
     def _prepare(self, calls: list[CallRows], notify_missed: bool, now: float,
                  result: PassResult) -> Iterator[Prepared]:
         folders = Folders(self.cfg.recordings.dir)  # each recordings folder listed once a batch
+        model = self.pbx_model.learn_calls(calls)
         for rows in calls:
             try:
-                call = interpret(rows, self.cfg.pbx, self.zone)
+                call = interpret(rows, self.cfg.pbx, self.zone, model)
             except Exception as exc:  # one bad call must not stop the others (logged, counted)
                 log.error("call %s skipped: its rows could not be interpreted: %s", rows.callid,
                           exc)

@@ -34,7 +34,7 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
 
     cfg = pipeline.cfg
     fatal: list[BaseException] = []
-    metrics = metrics_mod.Metrics()
+    metrics = metrics_mod.Metrics(metrics_mod.pbx_label(cfg))
     try:
         server = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
     except OSError as exc:
@@ -105,13 +105,32 @@ def _hurry(scheduler: BackgroundScheduler, settled_at: Optional[float]) -> None:
 
 
 def _observe(metrics, pipeline, result) -> None:
+    """Feed the metrics after a pass: how it ended, what it delivered, and the outbox as the
+    store counts it (which survives restarts, unlike the counters)."""
     import time
 
     from .state import ledger
 
-    metrics.observe_pass(not result.error, time.time())
+    drain = result.drain
+    if result.error:
+        ended = "failed"
+    elif drain is not None and drain.unauthorized:
+        ended = "unauthorized"
+    elif drain is not None and drain.stalled:
+        ended = "stalled"
+    else:
+        ended = "ok"
+    metrics.observe_pass(ended, time.time())
+    metrics.calls.inc(result.recorded)
+    if drain is not None:
+        metrics.requests_sent.inc(drain.sent)
+        metrics.requests_refused.inc(drain.failed)
+        metrics.requests_retried.inc(drain.retried)
+        for lag in drain.lags:
+            metrics.observe_delivery(lag)
     with pipeline.store.connect() as conn:
         stats = ledger.stats(conn)
-    metrics.set_queue(stats.get("sent", 0), stats.get("failed", 0), stats.get("pending", 0))
-    for lag in result.drain.lags if result.drain else ():
-        metrics.observe_delivery(lag)
+    for state in ledger.STATES:
+        metrics.outbox(state).set(stats[state])
+    oldest = stats["oldest_undelivered"]
+    metrics.oldest_undelivered.set(oldest["age"] if oldest else 0)

@@ -10,6 +10,7 @@ from typing import Optional
 from .config import Config
 from .interpret import interpret
 from .model import CallRows
+from .pbx import PbxModel
 
 CDR_COLUMNS = ("calldate", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",
                "duration", "billsec", "disposition", "uniqueid", "linkedid", "sequence", "did",
@@ -35,9 +36,10 @@ def _table(title: str, columns: tuple[str, ...], rows: list[object]) -> list[str
 
 
 def render_call(rows: CallRows, cfg: Config, as_json: bool = False,
-                delivery: Optional[dict] = None) -> str:
-    """`delivery`: what the ledger knows of the call (`ledger.summary`), None if not recorded."""
-    call = interpret(rows, cfg.pbx, cfg.source.zone)
+                delivery: Optional[dict] = None, model: Optional[PbxModel] = None) -> str:
+    """`delivery`: what the ledger knows of the call (`ledger.summary`), None if not recorded;
+    `model`: the learned PBX, as the pipeline would use it (None: learned from the call)."""
+    call = interpret(rows, cfg.pbx, cfg.source.zone, model)
     if as_json:
         return json.dumps({
             "cdr": [dataclasses.asdict(r) for r in rows.cdr],

@@ -3,8 +3,9 @@
 -- Same scheme as nginx's secure_link and `cdrsync serve-recordings` (cdrsync/recordings/links.py):
 --   <prefix><relpath>?s=<token>  or  ...?e=<expires>&s=<token>
 --   token = base64url_nopad(md5("<expires>/<relpath> <key>")), expires "" for a permanent link,
---   relpath = the decoded request path after <prefix>; an expiry in the past fails.
--- Used as an authorization provider: `Require cdrsync-link <prefix> <key>`.
+--   relpath = the decoded request path after <prefix>; an expiry in the past fails, and with
+--   <link_ttl> above 0 ([recordings] link_ttl) so does a link without an expiry.
+-- Used as an authorization provider: `Require cdrsync-link <prefix> <key> <link_ttl>`.
 require "apache2"
 
 local function hex_to_bytes(hex)
@@ -27,9 +28,15 @@ local function single(multi, name)
     return values
 end
 
-function check_link(r, prefix, key)
+function check_link(r, prefix, key, link_ttl)
     if prefix == nil or key == nil or key == "" then
-        r:err("cdrsync-link: Require cdrsync-link <prefix> <key> is incomplete")
+        r:err("cdrsync-link: Require cdrsync-link <prefix> <key> <link_ttl> is incomplete")
+        return apache2.AUTHZ_DENIED
+    end
+    -- a Require line from before link_ttl was an argument: links were permanent then
+    local ttl = link_ttl == nil and 0 or tonumber(link_ttl:match("^%d+$") or "")
+    if ttl == nil then
+        r:err("cdrsync-link: <link_ttl> must be a whole number of seconds, not " .. link_ttl)
         return apache2.AUTHZ_DENIED
     end
     local uri = r.uri
@@ -40,6 +47,9 @@ function check_link(r, prefix, key)
     local _, multi = r:parseargs()
     local given, expires = single(multi, "s"), single(multi, "e")
     if given == nil or given == "" or expires == nil then
+        return apache2.AUTHZ_DENIED
+    end
+    if expires == "" and ttl > 0 then
         return apache2.AUTHZ_DENIED
     end
     if expires ~= "" then

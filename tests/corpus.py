@@ -21,6 +21,7 @@ from cdrsync.source.rows import cdr_row, cel_event
 ROOT = next((p for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
              if p.is_dir()), Path("/work/shared"))
 CORPUS = ROOT / "corpus" / "asterisk-20.20.1"
+CORPUS_B = ROOT / "corpus" / "asterisk-20.20.1-b"  # round B: another PBX, other numbering
 PUBLIC = ROOT / "corpus-public"
 
 _INSERT = re.compile(r"INSERT INTO `(\w+)`\s*(?:\(([^)]*)\))?\s*VALUES\s*", re.IGNORECASE)
@@ -126,5 +127,5 @@ def calls_of(cdr: Iterable[CdrRow], cel: Iterable[CelEvent] = ()) -> list[CallRo
     return group_calls(rows, cel)
 
 
-def corpus_rows() -> tuple[list[CdrRow], list[CelEvent]]:
-    return load_sql(CORPUS / "asteriskcdrdb-cdr-cel.sql")
+def corpus_rows(folder: Path = CORPUS) -> tuple[list[CdrRow], list[CelEvent]]:
+    return load_sql(folder / "asteriskcdrdb-cdr-cel.sql")

@@ -67,10 +67,11 @@ def cdrsync(config: Optional[Path], *args: str, timeout: float = 120,
     return proc
 
 
-def start_cdrsync(config: Path, *args: str, env: Optional[dict[str, str]] = None
-                  ) -> subprocess.Popen:
+def start_cdrsync(config: Path, *args: str, env: Optional[dict[str, str]] = None,
+                  stderr: Any = subprocess.PIPE) -> subprocess.Popen:
+    """`stderr`: a file for a long-lived process whose log nobody reads while it runs."""
     argv = [sys.executable, "-m", "cdrsync", "--config", str(config), *args]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CDRSYNC_")}
     full_env.update(env or {})
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
                             env=full_env, cwd=ROOT)

@@ -9,7 +9,14 @@ missing.
 Every request is recorded with the status it got, so a test can assert on what Planfix *accepted*
 (`received()`, `callids()`) as well as on every attempt (`attempts()`). Faults are programmable:
 `fail_next`, `fail_for`, `hang_next`, `reject_callid`, `token` rotation, and `stop()` / `start()` on
-the same port (connection refused while down, keep-alive connections cut).
+the same port (connection refused while down, keep-alive connections cut). `allow()` sets a rate
+allowance announced in `X-RateLimit-Remaining` / `X-RateLimit-Reset` and enforced with 429.
+
+Who is responsible for a caller (`responsible()`, `hang_lookups()`) is answered both ways Planfix
+offers: `callInfoRespNum` (JSON, to the FreePBX-integration address) with
+`{"responsibleNumbers": [...]}` or `{"error": "no persons responsible"}` — the latter also when
+the only responsible is the extension asked about, as Planfix's help page says — and `cmd=contact`
+(form, to the telephony address) with `{"contact_name", "responsible"}`.
 
 Use it as a context manager or through the `planfix` pytest fixture defined here.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import ssl
 import threading
@@ -45,7 +53,8 @@ _REQUIRED = {
     "ping": (),
 }
 _REQUIRED_COMPLETED = ("duration", "is_recorded", "status")
-_REQUIRED_MISSED = ("event", "uniqueId", "intNum", "extNum")
+_REQUIRED_MISSED = ("event", "uniqueId", "intNum", "extNum")  # callInfoRespNum's too
+_JSON_EVENTS = ("callMissedNotify", "callInfoRespNum")
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,18 @@ class _Faults:
     fail_until_status: int = 503
     hang_next: list[tuple[float, int]] = field(default_factory=list)  # (seconds, then status)
     reject_callids: dict[str, tuple[int, str]] = field(default_factory=dict)
+    lookup_hang: float = 0.0  # s every question about a caller is held before its answer
+
+
+@dataclass
+class _Allowance:
+    """`requests` per window of `per` seconds, the window starting at its first request."""
+
+    requests: int
+    per: float
+    epoch: bool  # X-RateLimit-Reset as a Unix time (else as seconds from now)
+    window_end: float = 0.0  # time.monotonic()
+    left: int = 0
 
 
 class PlanfixStub:
@@ -95,6 +116,8 @@ class PlanfixStub:
         self._lock = threading.Lock()
         self._log: list[Received] = []
         self._faults = _Faults()
+        self._allowance: Optional[_Allowance] = None
+        self._responsible: dict[str, tuple[tuple[str, ...], str]] = {}  # phone -> (exts, name)
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._open: set[socket.socket] = set()
@@ -193,6 +216,24 @@ class PlanfixStub:
         with self._lock:
             self._faults.reject_callids.pop(callid, None)
 
+    def allow(self, requests: Optional[int], per: float = 1.0, epoch: bool = False) -> None:
+        """Allow `requests` per `per` seconds (None: no limit, no headers). Each answer says how
+        many remain in the window and when it ends (seconds, or with `epoch` a Unix time); a
+        request past the allowance gets 429 with `Retry-After`."""
+        with self._lock:
+            self._allowance = None if requests is None else _Allowance(requests, per, epoch)
+
+    def responsible(self, phone: str, *extensions: str, name: str = "") -> None:
+        """Planfix's contact for `phone` (as cdrsync sends it, `extNum`): its name and the
+        extensions of the employees responsible for it (none: "no persons responsible")."""
+        with self._lock:
+            self._responsible[phone] = (tuple(extensions), name)
+
+    def hang_lookups(self, seconds: float) -> None:
+        """Hold every question about a caller `seconds` before answering it (0: answer at once)."""
+        with self._lock:
+            self._faults.lookup_hang = seconds
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults = _Faults()
@@ -231,6 +272,25 @@ class PlanfixStub:
                 ) -> tuple[int, dict[str, str], bytes, float]:
         """Return (status, headers, body, seconds to hang first)."""
         with self._lock:
+            allowance = self._allowance
+            if allowance is not None:
+                now = time.monotonic()
+                if now >= allowance.window_end:
+                    allowance.window_end, allowance.left = now + allowance.per, allowance.requests
+                reset = allowance.window_end - now
+                spent = allowance.left == 0
+                allowance.left = max(0, allowance.left - 1)
+                rate = {"X-RateLimit-Remaining": str(allowance.left), "X-RateLimit-Reset": str(
+                    math.ceil(time.time() + reset) if allowance.epoch else math.ceil(reset))}
+                if spent:
+                    rate["Retry-After"] = str(math.ceil(reset))
+                    return 429, rate, b'{"error":"Too many requests"}', 0.0
+        status, headers, body, hang = self._protocol(path, fields, is_json)
+        return status, (dict(rate, **headers) if allowance is not None else headers), body, hang
+
+    def _protocol(self, path: str, fields: dict[str, Any], is_json: bool
+                  ) -> tuple[int, dict[str, str], bytes, float]:
+        with self._lock:
             faults = self._faults
             if faults.hang_next:
                 seconds, then = faults.hang_next.pop(0)
@@ -243,6 +303,7 @@ class PlanfixStub:
                 return faults.fail_until_status, {}, b'{"error":"Service unavailable"}', 0.0
             token = self.token
             rejected = dict(faults.reject_callids)
+            hang = faults.lookup_hang
         if path not in (API_PATH, MISSED_PATH):
             return 404, {}, b'{"error":"Not found"}', 0.0
         if fields.get("planfix_token") != token:
@@ -256,7 +317,24 @@ class PlanfixStub:
         if not is_json and fields.get("cmd") == "ping":
             body = json.dumps({"pbxToken": token, "pbxUrl": self.url}).encode()
             return 200, {}, body, 0.0
+        if is_json and fields["event"] == "callInfoRespNum":
+            return 200, {}, self._who(str(fields["extNum"]), str(fields["intNum"])), hang
+        if not is_json and fields.get("cmd") == "contact":
+            return 200, {}, self._contact(fields["phone"]), hang
         return 200, {}, b"", 0.0
+
+    def _who(self, phone: str, asked: str) -> bytes:
+        with self._lock:
+            extensions = self._responsible.get(phone, ((), ""))[0]
+        if not extensions or extensions == (asked,):
+            return b'{"error":"no persons responsible"}'
+        return json.dumps({"responsibleNumbers": list(extensions)}).encode()
+
+    def _contact(self, phone: str) -> bytes:
+        with self._lock:
+            extensions, name = self._responsible.get(phone, ((), ""))
+        return json.dumps({"contact_name": name,
+                           "responsible": extensions[0] if extensions else ""}).encode()
 
     def _record(self, entry: Received) -> None:
         with self._lock:
@@ -272,7 +350,7 @@ class PlanfixStub:
 
 def _valid(path: str, fields: dict[str, Any], is_json: bool) -> bool:
     if is_json:
-        return (path == MISSED_PATH and fields.get("event") == "callMissedNotify"
+        return (path == MISSED_PATH and fields.get("event") in _JSON_EVENTS
                 and all(k in fields for k in _REQUIRED_MISSED) and bool(fields["uniqueId"]))
     if path != API_PATH:
         return False

@@ -26,6 +26,7 @@ from cdrsync.check import (
     rows_offset,
     run_checks,
 )
+from cdrsync.pbx.report import THIN_CALLS
 from cdrsync.state.db import open_store
 from tests.e2e import cdrsync, write_config
 from tests.planfix_stub import PlanfixStub, stub_config
@@ -54,7 +55,8 @@ def add_calls(db, n: int = 3, zone: ZoneInfo = MOSCOW, cel: bool = True,
         names.append(name)
         db.insert_cdr([{"calldate": local, "src": "2125551001", "dst": "101",
                         "channel": f"PJSIP/carrier-{i:08x}", "dstchannel": f"PJSIP/101-{i:08x}",
-                        "lastapp": "Dial", "duration": 20, "billsec": 15,
+                        "lastapp": "Dial", "lastdata": "PJSIP/101,20", "duration": 20,
+                        "billsec": 15, "dcontext": "from-did-direct",
                         "disposition": "ANSWERED", "uniqueid": uid, "linkedid": uid,
                         "did": "5551000", "recordingfile": name},
                        # a later row of the same channel (voicemail after the dial): later
@@ -99,14 +101,16 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
 
 def test_a_healthy_setup_passes_every_check(pbx_db, stub, tmp_path):
     apply_indexes(pbx_db)
-    put_recordings(tmp_path / "monitor", add_calls(pbx_db))
+    put_recordings(tmp_path / "monitor", add_calls(pbx_db, n=THIN_CALLS))
     results = run_checks(config(pbx_db.ro_url, stub, tmp_path))
     assert [(r.name, r.verdict) for r in results if r.verdict != OK] == []
     found = by_name(results)
     assert set(found) == {"config", "database", "cdr table", "cel table", "indexes", "privileges",
-                          "time zone", "recordings", "planfix", "state store"}
+                          "time zone", "recordings", "planfix", "state store", "pbx model"}
     assert "CEL mode" in found["cel table"].detail
-    assert "3 newest recordings found" in found["recordings"].detail
+    assert f"{THIN_CALLS} newest recordings found" in found["recordings"].detail
+    # the rows' did names the trunk, the Dial string the phone 101 it reached by dialling 101
+    assert found["pbx model"].detail == f"learned from {THIN_CALLS} calls: 1 phone, 1 trunk"
     assert exit_code(results) == 0
     assert format_results(results)[-1] == "all checks passed"
     assert not (tmp_path / "state").exists()  # the check created no store
@@ -372,9 +376,19 @@ def test_read_only_state_folder_fails_for_the_service_user(pbx_db, stub, tmp_pat
     assert proc.returncode == 2
 
 
-def test_the_command_prints_lines_and_exit_codes(pbx_db, stub, tmp_path):
+def test_a_thin_model_is_a_warning(pbx_db, stub, tmp_path):
+    """Three calls teach too little: the check says so (devices not seen are guessed)."""
     apply_indexes(pbx_db)
     put_recordings(tmp_path / "monitor", add_calls(pbx_db))
+    result = by_name(run_checks(config(pbx_db.ro_url, stub, tmp_path)))["pbx model"]
+    assert result.verdict == WARN
+    assert result.detail.startswith("learned from 3 calls: 1 phone, 1 trunk; too little")
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_command_prints_lines_and_exit_codes(pbx_db, stub, tmp_path):
+    apply_indexes(pbx_db)
+    put_recordings(tmp_path / "monitor", add_calls(pbx_db, n=THIN_CALLS))
     path = write_config(tmp_path / "cdrsync.toml", {
         "source": {"url": pbx_db.ro_url, "timezone": "Europe/Moscow"},
         "planfix": {"url": stub.url, "token": stub.token},

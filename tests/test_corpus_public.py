@@ -14,6 +14,7 @@ import pytest
 from cdrsync.config import PbxConfig
 from cdrsync.interpret import interpret
 from cdrsync.model import Call, CallRows
+from cdrsync.pbx import PbxModel, learn
 from tests.corpus import PUBLIC, calls_of, load_csv, load_sql
 
 UTC = ZoneInfo("UTC")
@@ -25,9 +26,6 @@ SOURCES = {
                     for row in load_csv(PUBLIC / "freepbx-g9telecom-2017" / name)], []),
     "kely": lambda: (load_csv(PUBLIC / "asterisk-kelysaina-cdrcustom-2023/Master.csv"), []),
 }
-# Oscar's lab names its softphone after its number (PJSIP/6871322562) and its trunk TRUNK200: the
-# default "a device that is not an extension number is a trunk" guesses wrong, the setting fixes it.
-OSCAR = PbxConfig(trunk_channels=("^PJSIP/TRUNK",))
 DEFAULT = PbxConfig()
 
 
@@ -37,17 +35,27 @@ def calls(source: str) -> dict[str, CallRows]:
     return {c.callid: c for c in calls_of(cdr, cel)}
 
 
+@cache
+def model(source: str) -> PbxModel:
+    """What cdrsync learns from all the sample's rows, as the running product would."""
+    return learn(*SOURCES[source]())
+
+
 def call(source: str, callid: str, pbx: PbxConfig = DEFAULT) -> Call:
-    return interpret(calls(source)[callid], pbx, UTC)
+    return interpret(calls(source)[callid], pbx, UTC, model(source))
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_every_call_is_rebuilt(source):
-    rebuilt = [interpret(rows, PbxConfig(), UTC) for rows in calls(source).values()]
+def test_every_call_is_rebuilt_and_explained(source):
+    """Every call comes out (no error), its direction with the rule that decided it, and the
+    extensions that talked are ones the model knows (or, unknown, said to be guessed)."""
+    rebuilt = [interpret(rows, DEFAULT, UTC, model(source)) for rows in calls(source).values()]
     assert len(rebuilt) >= 14
     for got in rebuilt:
-        assert got.reasons[0].startswith("direction ") and got.status.value
-        assert got.duration >= 0 and (got.answered_by == "") == (got.final_ext == "")
+        assert got.reasons[0].startswith("direction "), got.reasons
+        assert (got.answered_by == "") == (got.final_ext == "")
+        if got.direction.value != "internal" and got.phone:  # an outside party is a number
+            assert got.phone.lstrip("+").isdigit(), got.phone
 
 
 def test_counts_and_odd_rows():
@@ -68,27 +76,43 @@ def test_counts_and_odd_rows():
 def test_oscar_unrouted_did_is_a_missed_call_with_nobody_rung():
     # TRUNK200 -> DID 687132562, no inbound route: FreePBX's catch-all answers and SayAlpha()s
     # the DID (cdr: ANSWERED, empty dstchannel, 11 s). A machine answered, nobody was called.
-    got = call("oscar", "1713137064.8", OSCAR)
+    got = call("oscar", "1713137064.8")
     assert (got.direction.value, got.status.value) == ("inbound", "Missed")
     assert (got.did, got.ext, got.rung, got.duration) == ("687132562", "", (), 0)
 
 
-def test_oscar_forward_to_an_outside_number_is_an_outbound_success():
-    # The softphone 6871322562 dials 777, which the dialplan sends through
-    # Local/612345678@from-internal to TRUNK200; the far end answers and talks 5 s.
-    got = call("oscar", "1713141280.32", OSCAR)
+def test_oscar_ten_digit_extension_calls_out():
+    # The softphone PJSIP/6871322562 (extension 6871322562: FreePBX lets an office use its DIDs
+    # as extensions) dials 777, which the dialplan sends through Local/612345678@from-internal
+    # to TRUNK200; the far end answers and talks 5 s. Learned, with no setting: 6871322562
+    # began 186 calls in from-internal (a phone), TRUNK200 entered calls on from-pstn and was
+    # dialled with numbers (a trunk). Before, the 10-digit name read as a trunk: "inbound".
+    got = call("oscar", "1713141280.32")
     assert (got.direction.value, got.status.value) == ("outbound", "Success")
     assert (got.phone_raw, got.ext, got.duration) == ("612345678", "6871322562", 5)
+    assert "PJSIP/6871322562 is phone 6871322562: learned (186 calls begun in from-internal" \
+        in "\n".join(got.reasons)
 
 
-def test_oscar_same_call_with_default_settings_reads_as_inbound():
-    # Without [pbx] trunk_channels the numeric device name looks like a trunk: documented limit.
-    assert call("oscar", "1713141280.32").direction.value == "inbound"
+def test_oscar_ten_digit_extension_is_rung_by_an_inbound_call():
+    # TRUNK200 brings 0123456789 in; FreePBX rings PJSIP/6871322562, which does not answer:
+    # a missed inbound call of extension 6871322562 (before: an empty ext, nobody notified).
+    got = call("oscar", "1713137092.9")
+    assert (got.direction.value, got.status.value) == ("inbound", "Missed")
+    assert (got.ext, got.rung) == ("6871322562", ("6871322562",))
+
+
+def test_oscar_call_to_a_follow_me_extension_is_internal():
+    # 6871322562 dials 6871322563, a virtual extension whose follow-me (followme-check, Dial of
+    # VIRTUAL/6871322563) ends in ivr-4: an internal call, not an outbound one refused. The
+    # model knows 6871322563 as an extension from the followme-check rows that dialled it.
+    got = call("oscar", "1713229679.6")
+    assert got.direction.value == "internal" and got.phone == ""
 
 
 def test_oscar_cancelled_outbound_attempt():
     # 6871322562 dials 101 through TRUNK200 and hangs up after 3 s: HANGUP dialstatus CANCEL.
-    got = call("oscar", "1713136978.4", OSCAR)
+    got = call("oscar", "1713136978.4")
     assert (got.direction.value, got.status.value, got.phone_raw) == ("outbound", "NoAnswer", "101")
 
 
@@ -97,7 +121,7 @@ def test_oscar_call_known_only_from_cel():
     # was unreachable (hangupcause 34) - an internal call to 201 that nobody could take.
     rows = calls("oscar")["1713136961.2"]
     assert not rows.cdr
-    got = call("oscar", "1713136961.2", OSCAR)
+    got = call("oscar", "1713136961.2")
     assert (got.direction.value, got.status.value, got.ext) == ("internal", "Missed", "201")
     assert got.start is not None and got.answered_by == "" and got.phone == ""
 
@@ -105,7 +129,7 @@ def test_oscar_call_known_only_from_cel():
 def test_malaria_queue_agent_answers():
     # Plain Asterisk, queue "Support" with the device PJSIP/400 as member: the ANSWERED row names
     # the device, so 400 talked (13 s). Internal: 200 is a phone.
-    got = call("malaria", "1675555752.0")
+    got = call("malaria", "1675555752.0")  # a phone called the queue: internal
     assert (got.direction.value, got.status.value, got.ext) == ("internal", "Success", "400")
     assert (got.queue, got.duration, got.path) == ("Support", 13, ("queue Support", "400"))
 
@@ -136,12 +160,24 @@ def test_mango_queue_abandon_is_missed():
     assert (got.status.value, got.ext, got.queue) == ("Missed", "", "1002")
 
 
-def test_kelysaina_named_phones_need_the_extension_pattern():
-    # Phones called client1/client2 (cdr_custom CSV): with an extension pattern naming them the
-    # calls are internal; client1 -> client2 answered, 13 s.
-    pbx = PbxConfig(extension_pattern=r"^client\d+$")
-    got = call("kely", "1690325492.2", pbx)
+def test_kelysaina_named_endpoints_are_phones_of_their_numbers():
+    # Plain Asterisk, cdr_custom CSV, context `default`, no FreePBX columns: client1 dials 6789
+    # and PJSIP/client2 answers; client2 dials 1234 and PJSIP/client1 answers. The dial string
+    # names the endpoint (Dial(PJSIP/client2)), so client2 is the phone of 6789 and client1 of
+    # 1234: calls between them are internal (before: inbound from the "phone number" client1).
+    got = call("kely", "1690325492.2")
     assert (got.direction.value, got.status.value, got.ext, got.duration) == (
-        "internal", "Success", "client2", 13)
-    missed = call("kely", "1690325531.5", pbx)
-    assert (missed.status.value, missed.ext) == ("Missed", "client1")
+        "internal", "Success", "6789", 13)
+    assert (got.phone, got.phone_raw) == ("", "1234")
+    missed = call("kely", "1690325531.5")
+    assert (missed.direction.value, missed.status.value, missed.ext) == (
+        "internal", "Missed", "1234")
+    assert all(c.direction.value == "internal" for c in map(
+        lambda cid: call("kely", cid), calls("kely")))
+
+
+def test_kelysaina_single_call_without_the_model_is_never_an_outside_phone():
+    # One call alone cannot tell that client1 is a phone (only client2 was dialled in it): the
+    # device is guessed a trunk, but a caller id that is no number is never sent as a phone.
+    got = interpret(calls("kely")["1690325492.2"], DEFAULT, UTC)
+    assert got.phone == "" and got.ext == "6789"

@@ -22,7 +22,7 @@ from cdrsync import deliver
 from cdrsync.deliver import OUTAGE_AFTER, Deliverer, RateLimiter
 from cdrsync.model import Status
 from cdrsync.planfix.client import PlanfixClient
-from cdrsync.planfix.requests import completed_requests, missed_requests, record_request
+from cdrsync.planfix.messages import completed_requests, missed_requests, record_request
 from cdrsync.state import ledger
 from cdrsync.state.db import StoreError, open_store
 from tests.planfix_stub import make_call, planfix, stub_config  # noqa: F401
@@ -526,7 +526,7 @@ def test_each_delivered_call_reports_its_lag_from_the_call_end(tmp_path):
 
     from cdrsync.deliver import Deliverer
     from cdrsync.planfix.client import PlanfixClient
-    from cdrsync.planfix.requests import completed_requests, record_request
+    from cdrsync.planfix.messages import completed_requests, record_request
     from cdrsync.state import ledger
     from cdrsync.state.db import open_store
     from tests.planfix_stub import PlanfixStub, make_call, stub_config

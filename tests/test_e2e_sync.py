@@ -285,26 +285,3 @@ def test_run_daemon_delivers_a_settling_call_after_cel_settle_not_an_interval_la
         _out, err = daemon.communicate(timeout=30)
     assert arrived, err
     assert_once(planfix, calls)
-
-
-def test_run_daemon_writes_metrics_with_the_delivery_lag(env, tmp_path):
-    pbx_db, planfix, config = env
-    calls = recent(6, seed=15)
-    synth.insert(pbx_db.admin, calls)
-    textfile = tmp_path / "cdrsync.prom"
-    daemon = start_cdrsync(config(schedule={"interval": 1},
-                                  metrics={"textfile": str(textfile)}), "run")
-    try:
-        assert planfix.wait_for(lambda s: len(s.received("event")) >= len(external(calls)), 20)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "cdrsync_delivery_lag_seconds_count" not in (
-                textfile.read_text() if textfile.exists() else ""):
-            time.sleep(0.2)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.communicate(timeout=30)
-    metrics = dict(line.rsplit(" ", 1) for line in textfile.read_text().splitlines()
-                   if line and not line.startswith("#"))
-    assert int(metrics["cdrsync_delivery_lag_seconds_count"]) == len(external(calls))
-    assert float(metrics["cdrsync_last_delivery_lag_seconds"]) > 0  # the calls ended minutes ago
-    assert float(metrics["cdrsync_last_success_timestamp_seconds"]) > 0

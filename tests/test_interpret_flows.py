@@ -224,7 +224,8 @@ def test_pickup_credits_the_phone_that_picked_up():
     """)
     call = run(cel_rows=events)
     assert summary(call) == ("inbound", "Success", "102", 30)
-    assert call.callid == "100.1" and call.rung == ("101", "102")
+    # 102 dialled *8 itself (its own linkedid): it picked up, it never rang (round B b19b)
+    assert call.callid == "100.1" and call.rung == ("101",)
 
 
 def test_parked_call_retrieved_by_another_phone():
@@ -247,9 +248,10 @@ def test_parked_call_retrieved_by_another_phone():
     | CHAN_END     | 10:01:02 | PJSIP/carrier-1 | 100.1 |               |         |            |         |
     """, linkedid="100.1")
     call = run(cel_rows=events)
-    assert summary(call) == ("inbound", "Success", "102", 60)  # parked time included
+    # 8 s with 101, 21 s with 102; the 31 s in the parking lot's holding bridge are no talk
+    assert summary(call) == ("inbound", "Success", "102", 29)
     assert (call.answered_by, call.final_ext) == ("101", "102")
-    assert call.path == ("101", "transfer", "102")
+    assert call.path == ("101", "park 71", "102")  # 102 retrieved it by dialling 71
 
 
 def test_a_lost_bridge_exit_ends_the_talk_at_the_phones_hangup():
@@ -397,4 +399,26 @@ def test_damaged_rows_never_crash(cdr_rows, cel_rows):
             interpret(rows, PBX, ZoneInfo("Europe/Berlin"))
         return
     call = interpret(rows, PBX, ZoneInfo("Europe/Berlin"))
-    assert call.duration >= 0 and len(call.reasons) >= 3
+    assert call.callid == "1.2" and call.reasons[0].startswith("direction ")
+    assert call.duration == 0 or call.status.value == "Success"  # talk only when answered
+    assert call.phone == "" or call.phone.lstrip("+").isdigit()  # never a name as a phone
+
+
+@pytest.mark.parametrize("dialled, phone", [
+    ("1795697854.7", "17956978547"),  # found by the property test above: dots are separators
+    ("112", "112"),  # a short number: sent as dialled
+    ("8 (916) 123-45-67", "+79161234567"),
+])
+def test_an_outbound_phone_is_digits_or_e164(dialled, phone):
+    """An outbound call's `phone` is what the trunk dialled, as E.164 where phonenumbers knows
+    it, else its digits: never separators or letters (shape: one FreePBX outbound row, a phone
+    dialling through macro-dialout-trunk, as in round A's s10)."""
+    row = CdrRow(calldate=datetime(2026, 11, 26, 10, 0, 0), src="101", dst=dialled,
+                 dcontext="from-internal", channel="PJSIP/101-00000001",
+                 dstchannel="PJSIP/carrier-00000002", lastapp="Dial", duration=10, billsec=5,
+                 disposition="ANSWERED", uniqueid="1795697854.7", linkedid="1795697854.7",
+                 outbound_cnum="5551000")
+    call = interpret(CallRows("1795697854.7", frozenset({"1795697854.7"}), (row,)),
+                     PbxConfig(default_country="RU"), ZoneInfo("UTC"))
+    assert call.direction.value == "outbound"
+    assert call.phone == phone

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from cdrsync.model import Status
-from cdrsync.planfix.requests import completed_requests, missed_requests, record_request
+from cdrsync.planfix.messages import completed_requests, missed_requests, record_request
 from cdrsync.state import ledger
 from cdrsync.state.db import StoreError, open_store
 from tests.planfix_stub import make_call, stub_config

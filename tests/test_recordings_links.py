@@ -1,17 +1,21 @@
-"""Signed links: the format nginx's secure_link checks, expiry, no link opening another file."""
+"""Signed links: the format nginx's secure_link checks, expiry, no link opening another file, and
+a link_ttl whose expiry no check can hold refused when the config is loaded."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdrsync.config import RecordingsConfig
+from cdrsync import config
+from cdrsync.config import MAX_EXPIRES, RecordingsConfig
 from cdrsync.recordings.links import make_link, token, verify
+from tests.e2e import cdrsync, write_config
 
 KEY = "s3cret-key-0123456789"
 REL = "2026/11/26/in-5551000-2125551001-20261126-125734-1795697854.0.wav"
@@ -49,6 +53,15 @@ def test_temporary_link_carries_its_expiry():
     assert query == f"e={expires}&s={nginx_md5(f'{expires}/{REL} {KEY}')}"
     assert verify(rel, query, cfg(link_ttl=600), NOW + 600)
     assert not verify(rel, query, cfg(link_ttl=600), NOW + 601)
+
+
+def test_with_a_link_ttl_a_permanent_link_no_longer_opens():
+    rel, query = split(make_link(REL, cfg(), NOW)[0])  # signed before expiry was turned on
+    assert verify(rel, query, cfg(), NOW)
+    assert not verify(rel, query, cfg(link_ttl=600), NOW)
+    assert not verify(rel, "e=&" + query, cfg(link_ttl=600), NOW)
+    rel, query = split(make_link(REL, cfg(link_ttl=600), NOW)[0])
+    assert verify(rel, query, cfg(link_ttl=600), NOW)
 
 
 def test_base_url_with_trailing_slash_and_odd_names_are_quoted():
@@ -108,3 +121,29 @@ def test_a_link_opens_only_its_own_path(rel, other):
     assert verify(rel, query, cfg(), NOW)
     if other != rel:
         assert not verify(other, query, cfg(), NOW)
+
+
+def _config(tmp_path, link_ttl) -> dict:
+    return {"source": {"url": f"sqlite:///{tmp_path / 'cdr.db'}", "timezone": "UTC"},
+            "planfix": {"url": "http://127.0.0.1:9/", "token": "t"},
+            "recordings": {"base_url": "http://127.0.0.1:8089/r", "sign_key": KEY,
+                           "link_ttl": link_ttl}}
+
+
+def test_the_longest_link_ttl_config_allows_still_gives_links_that_open(tmp_path):
+    longest = MAX_EXPIRES - int(time.time()) - 60  # a minute of margin for the clock
+    cfg_ = config.from_dict(_config(tmp_path, longest), {})
+    url, _ = make_link(REL, cfg_.recordings, time.time())
+    rel, query = split(url.replace("http://127.0.0.1:8089/r", "https://pbx.example.com/recordings"))
+    assert verify(rel, query, cfg_.recordings, time.time())
+
+
+@pytest.mark.parametrize("link_ttl", [MAX_EXPIRES, 10**15, 1e30])
+def test_a_link_ttl_no_expiry_can_hold_is_one_line_at_config_load(tmp_path, link_ttl):
+    with pytest.raises(config.ConfigError, match=r"^recordings\.link_ttl: .*at most \d+ s"):
+        config.from_dict(_config(tmp_path, link_ttl), {})
+    path = write_config(tmp_path / "cdrsync.toml", _config(tmp_path, link_ttl))
+    proc = cdrsync(path, "serve-recordings", timeout=30)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("cdrsync: configuration: recordings.link_ttl: ")

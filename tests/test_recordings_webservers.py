@@ -1,9 +1,11 @@
-"""The contrib configs in real web servers: nginx (secure_link) and Apache (mod_lua) open exactly
-the links cdrsync makes, and refuse tampered, expired, unsigned and out-of-dir requests.
+"""The three servers of recordings: nginx (contrib config, secure_link), Apache (contrib config,
+mod_lua) and `cdrsync serve-recordings` open exactly the links cdrsync makes, and refuse tampered,
+expired, unsigned and out-of-dir requests — all three alike, with one table of expiry cases for
+each `link_ttl`.
 
-Each server runs in the foreground on 127.0.0.1 with a generated config that includes the contrib
-file (placeholders replaced); skipped with the reason when the binary is not installed
-(CI: apt-get install nginx-light apache2).
+Each server runs in the foreground on 127.0.0.1: nginx and Apache with a generated config that
+includes the contrib file (placeholders replaced), skipped with the reason when the binary is not
+installed (CI: apt-get install nginx-light apache2); serve-recordings as the real command line.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
 
-from cdrsync.config import RecordingsConfig
-from cdrsync.recordings.links import make_link
+from cdrsync.config import MAX_EXPIRES, RecordingsConfig
+from cdrsync.recordings.links import make_link, token
+from tests.e2e import start_cdrsync, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib"
@@ -47,6 +52,10 @@ class Web:
         cfg = RecordingsConfig(**{**self.cfg.__dict__, "link_ttl": ttl})
         parts = urlsplit(make_link(relpath, cfg, time.time() if now is None else now)[0])
         return parts.path + "?" + parts.query
+
+    def signed(self, relpath: str, expires: str) -> str:
+        """A link with any expiry text, signed with the right key (what no cdrsync makes)."""
+        return self.link(relpath).split("?")[0] + f"?e={expires}&s={token(relpath, expires, KEY)}"
 
     def get(self, target: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -98,11 +107,15 @@ def tree() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _contrib(name: str, tree: Path) -> str:
+def _contrib(name: str, tree: Path, ttl_setting: tuple[str, str]) -> str:
+    """The contrib file with the test's paths, key and link_ttl (`ttl_setting`: the line as
+    shipped, and as the test wants it)."""
     text = (CONTRIB / name).read_text()
+    assert text.count(ttl_setting[0]) == 1
     for old, new in (("/var/spool/asterisk/monitor", str(tree / "monitor")),
                      ("/var/cache/cdrsync", str(tree / "cache")),
                      ("/etc/apache2/cdrsync-recordings.lua", str(tree / "conf/cdrsync.lua")),
+                     ttl_setting,
                      ("CHANGE_ME_SIGN_KEY", KEY)):
         text = text.replace(old, new)
     live = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
@@ -110,8 +123,7 @@ def _contrib(name: str, tree: Path) -> str:
     return text
 
 
-def _run(cmd: list[str], port: int, log: Path, tree: Path) -> Iterator[Web]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+def _run(proc: subprocess.Popen, port: int, log: Path, tree: Path) -> Iterator[Web]:
     try:
         _wait_port(port, proc, log)
         cfg = RecordingsConfig(dir=str(tree / "monitor"), cache_dir=str(tree / "cache"),
@@ -126,15 +138,16 @@ def _run(cmd: list[str], port: int, log: Path, tree: Path) -> Iterator[Web]:
             proc.wait(5)
 
 
-@pytest.fixture
-def nginx(tree: Path) -> Iterator[Web]:
+def _nginx(tree: Path, ttl: int) -> Iterator[Web]:
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                        else None)
     if binary is None:
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
     conf = tree / "conf"
     conf.mkdir()
-    (conf / "cdrsync.conf").write_text(_contrib("nginx-recordings.conf", tree))
+    (conf / "cdrsync.conf").write_text(_contrib(
+        "nginx-recordings.conf", tree,
+        ("set $cdrsync_link_ttl 0;", f"set $cdrsync_link_ttl {ttl};")))
     port = _free_port()
     temps = "\n".join(f"  {kind}_temp_path {conf}/{kind};"
                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -154,12 +167,13 @@ http {{
   }}
 }}
 """)
-    yield from _run([binary, "-p", str(conf), "-e", str(conf / "error.log"), "-c",
-                     str(conf / "nginx.conf")], port, conf / "stderr.log", tree)
+    cmd = [binary, "-p", str(conf), "-e", str(conf / "error.log"), "-c", str(conf / "nginx.conf")]
+    log = conf / "stderr.log"
+    yield from _run(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb")),
+                    port, log, tree)
 
 
-@pytest.fixture
-def apache(tree: Path) -> Iterator[Web]:
+def _apache(tree: Path, ttl: int) -> Iterator[Web]:
     binary = shutil.which("apache2") or ("/usr/sbin/apache2" if os.path.exists("/usr/sbin/apache2")
                                          else None)
     if binary is None or not os.path.exists(f"{APACHE_MODULES}/mod_lua.so"):
@@ -169,7 +183,9 @@ def apache(tree: Path) -> Iterator[Web]:
     conf.chmod(0o755)
     shutil.copy(CONTRIB / "cdrsync-recordings.lua", conf / "cdrsync.lua")
     (conf / "cdrsync.lua").chmod(0o644)
-    (conf / "cdrsync.conf").write_text(_contrib("apache-recordings.conf", tree))
+    (conf / "cdrsync.conf").write_text(_contrib(
+        "apache-recordings.conf", tree,
+        ('"CHANGE_ME_SIGN_KEY" 0\n', f'"CHANGE_ME_SIGN_KEY" {ttl}\n')))
     (conf / "mime.types").write_text("")
     (conf / "run").mkdir()
     (conf / "www").mkdir()
@@ -195,13 +211,41 @@ DocumentRoot {conf}/www
 </Directory>
 Include {conf}/cdrsync.conf
 """)
-    yield from _run([binary, "-f", str(conf / "httpd.conf"), "-DFOREGROUND"], port,
-                    conf / "error.log", tree)
+    cmd = [binary, "-f", str(conf / "httpd.conf"), "-DFOREGROUND"]
+    yield from _run(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                     stderr=(conf / "stderr.log").open("wb")),
+                    port, conf / "error.log", tree)
 
 
-@pytest.fixture(params=["nginx", "apache"])
-def web(request) -> Web:
-    return request.getfixturevalue(request.param)
+def _serve_recordings(tree: Path, ttl: int) -> Iterator[Web]:
+    """`cdrsync serve-recordings`, the real command line, on a config of its own."""
+    conf = tree / "conf"
+    conf.mkdir()
+    port = _free_port()
+    config = write_config(conf / "cdrsync.toml", {
+        "source": {"url": f"sqlite:///{conf / 'unused-cdr.db'}", "timezone": "UTC"},
+        "planfix": {"url": "http://127.0.0.1:9/", "token": "unused"},
+        "state": {"url": f"sqlite:///{conf / 'state.db'}"},
+        "recordings": {"dir": str(tree / "monitor"), "cache_dir": str(tree / "cache"),
+                       "sign_key": KEY, "base_url": f"http://127.0.0.1:{port}/recordings",
+                       "listen": f"127.0.0.1:{port}", "link_ttl": ttl}})
+    log = conf / "stderr.log"
+    yield from _run(start_cdrsync(config, "serve-recordings", stderr=log.open("wb")), port, log,
+                    tree)
+
+
+SERVERS = {"nginx": _nginx, "apache": _apache, "serve-recordings": _serve_recordings}
+
+
+@contextmanager
+def serving(name: str, tree: Path, ttl: int) -> Iterator[Web]:
+    yield from SERVERS[name](tree, ttl)
+
+
+@pytest.fixture(params=list(SERVERS))
+def web(request, tree: Path) -> Iterator[Web]:
+    with serving(request.param, tree, 0) as server:
+        yield server
 
 
 def test_signed_link_opens_with_the_exact_bytes(web):
@@ -226,9 +270,29 @@ def test_mp3_cache_is_served(web):
     assert (status, body, headers["content-type"]) == (200, b"\xff\xfb" + DATA, "audio/mpeg")
 
 
-def test_temporary_link_until_it_expires(web):
-    assert web.get(web.link(REL, ttl=300))[0] == 200
-    assert web.get(web.link(REL, now=time.time() - 400, ttl=300))[0] == 403
+# One table for every server: (what the link is, how it is made, the status from a server whose
+# link_ttl is 0, and from one whose link_ttl is 300).
+EXPIRY_CASES: list[tuple[str, Callable[[Web], str], int, int]] = [
+    ("permanent link", lambda w: w.link(REL), 200, 403),
+    ("temporary link", lambda w: w.link(REL, ttl=300), 200, 200),
+    ("temporary link, expired", lambda w: w.link(REL, now=time.time() - 400, ttl=300), 403, 403),
+    ("temporary link of a longer ttl", lambda w: w.link(REL, ttl=86400 * 365), 200, 200),
+    ("permanent link with an empty e=", lambda w: w.link(REL).replace("?s=", "?e=&s="), 200, 403),
+    ("the latest expiry config allows",
+     lambda w: w.link(REL, ttl=MAX_EXPIRES - int(time.time())), 200, 200),
+    ("a 13-digit expiry, signed", lambda w: w.signed(REL, str(MAX_EXPIRES + 1)), 403, 403),
+    ("an expiry with a leading zero, signed",
+     lambda w: w.signed(REL, "0" + str(int(time.time()) + 300)), 403, 403),
+]
+
+
+@pytest.mark.parametrize("ttl", [0, 300])
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_expiry_cases_are_the_same_on_every_server(server, ttl, tree):
+    with serving(server, tree, ttl) as web:
+        got = [(case, web.get(make(web))[0]) for case, make, _, _ in EXPIRY_CASES]
+    assert got == [(case, permanent_ok if ttl == 0 else expiring)
+                   for case, _, permanent_ok, expiring in EXPIRY_CASES]
 
 
 def test_tampered_or_missing_signature_is_403(web):

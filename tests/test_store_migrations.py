@@ -40,7 +40,7 @@ from sqlalchemy import (
 
 from cdrsync.deliver import Deliverer
 from cdrsync.planfix.client import PlanfixClient
-from cdrsync.planfix.requests import completed_requests
+from cdrsync.planfix.messages import completed_requests
 from cdrsync.state import ledger, migrations, passes, progress
 from cdrsync.state.db import TABLE_MODULES, StoreError, metadata, open_store
 from cdrsync.state.migrations.__main__ import new_revision

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, inspect, text
 
-from cdrsync.planfix.requests import completed_requests
+from cdrsync.planfix.messages import completed_requests
 from cdrsync.state import ledger, passes, progress
 from cdrsync.state.db import open_store
 from tests.planfix_stub import make_call, stub_config

@@ -19,9 +19,11 @@ from zoneinfo import ZoneInfo
 
 from cdrsync.config import PbxConfig
 from cdrsync.grouping import linkedid_key
-from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, classify
+from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, as_caller, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CelEvent
+from cdrsync.pbx.model import PbxModel
+from cdrsync.pbx.names import dial_targets
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
 
 _MAX_LOCAL_HOPS = 6
@@ -35,6 +37,8 @@ class _Span:
     enter: int  # CEL id
     exit: int = 1 << 62
     holding: bool = False
+    room: bool = False  # a conference (softmix): others in it may belong to other calls
+    peers: set[str] = field(default_factory=set)  # channels CEL named in the room with it
 
 
 @dataclass
@@ -52,6 +56,7 @@ class _Chan:
     end_id: int = 0  # HANGUP (its CHAN_END follows; the reader skips those)
     hangupcause: Optional[int] = None
     dialstatus: str = ""
+    own_call: bool = False  # it started a linkedid of its own: it dialled, nobody rang it
 
 
 def extra_of(event: CelEvent) -> dict:
@@ -64,8 +69,10 @@ def extra_of(event: CelEvent) -> dict:
 
 
 class _Timeline:
-    def __init__(self, events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo):
+    def __init__(self, events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
+                 model: Optional[PbxModel]):
         self.pbx = pbx
+        self.model = model
         self.chans: dict[str, _Chan] = {}
         self.by_name: dict[str, str] = {}
         self.times: dict[int, Optional[datetime]] = {}
@@ -85,9 +92,10 @@ class _Timeline:
 
     def _new_chan(self, event: CelEvent) -> _Chan:
         """The channel of the first event seen with its uniqueid."""
-        info = classify(event.channame, self.pbx)
+        info = classify(event.channame, self.pbx, self.model)
         chan = _Chan(event.uniqueid, info, event.id, uniqueid_epoch(event.uniqueid),
-                     event.context, event.exten, event.cid_num, event.cid_name)
+                     event.context, event.exten, event.cid_num, event.cid_name,
+                     own_call=event.eventtype == "CHAN_START" and event.uniqueid == event.linkedid)
         self.chans[event.uniqueid] = chan
         self.by_name[event.channame] = event.uniqueid
         return chan
@@ -106,9 +114,12 @@ class _Timeline:
             bridge = str(extra.get("bridge_id") or "legacy:" + "|".join(
                 sorted((event.channame, event.peer))))
             holding = extra.get("bridge_technology") == "holding_bridge"
-            span = _Span(bridge, event.id, holding=holding)
+            span = _Span(bridge, event.id, holding=holding,
+                         room=extra.get("bridge_technology") == "softmix")
             chan.spans.append(span)
             self.members.setdefault(bridge, []).append((chan.uniqueid, span))
+            if span.room and event.peer:
+                span.peers.update(p for p in event.peer.split(",") if p)
             peer = self.chans.get(self.by_name.get(event.peer, ""))
             if kind == "BRIDGE_START" and peer is not None:  # Asterisk < 12 logs one side only
                 peer_span = _Span(bridge, event.id)
@@ -121,6 +132,8 @@ class _Timeline:
                 for span in reversed(self.chans[uid].spans if uid in self.chans else []):
                     if span.exit > event.id and (not bridge or span.bridge == bridge):
                         span.exit = event.id
+                        if span.room and event.peer and uid == chan.uniqueid:
+                            span.peers.update(p for p in event.peer.split(",") if p)
                         break
         elif kind == "HANGUP":
             chan.end_id = event.id
@@ -185,12 +198,14 @@ def _user_direction(event: CelEvent) -> str:
     return found.group(1).lower() if found else ""
 
 
-def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo) -> Facts:
+def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
+             model: Optional[PbxModel] = None) -> Facts:
     """Facts of a call from its CEL events (ordered by id)."""
     events = [e for e in events if e.eventtype != "LINKEDID_END"]
-    line = _Timeline(events, pbx, zone)
+    line = _Timeline(events, pbx, zone, model)
     root_uid = _root(events)
     root = line.chans[root_uid]
+    root.info = as_caller(root.info)
     facts = Facts("cel", root.info, root_uid, entry_context=_entry_context(events, root_uid),
                   dialled=root.exten,
                   caller_num=root.cid_num, caller_name=root.cid_name)
@@ -200,11 +215,84 @@ def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo) -> Fact
     facts.end = max(times) if times else None
     facts.caller_seconds = seconds(facts.start, line.times.get(root.last_id))
     facts.dialstatus = root.dialstatus
-    _read_talks(line, root_uid, facts)
+    anchor = _read_talks(line, root_uid, facts)
     _read_legs(line, root_uid, facts)
+    dialled_out: list[str] = []
     for event in events:
         _read_event(event, root_uid, facts)
+        if event.uniqueid == root_uid:
+            _read_route(event, facts, dialled_out)
+    if facts.root.kind == PHONE and facts.trunk_seen:
+        # the number the trunk was dialled with (a route's prefix stripped) is the outside party
+        if dialled_out:
+            facts.trunk_numbers[:0] = [n for n in dialled_out if n not in facts.trunk_numbers]
+        elif not facts.trunk_numbers and facts.dialled:
+            facts.trunk_numbers.append(facts.dialled)
+    _read_held(line, events, anchor, facts)
     return facts
+
+
+# contexts only an outbound route runs (FreePBX 13 Macro(), 17 Gosub), the failure path included
+_ROUTE_CONTEXTS = ("outrt-", "macro-dialout", "sub-dialout", "dialout-", "macro-outisbusy",
+                   "sub-outisbusy")
+
+
+def _read_route(event: CelEvent, facts: Facts, dialled_out: list[str]) -> None:
+    """The caller's own events: what it dialled (past FreePBX's `s`), whether an outbound
+    route ran (`outrt-*`, `macro-dialout-trunk`), and the numbers its Dial sent to a trunk."""
+    if facts.dialled in ("", "s") and event.exten not in ("", "s", "h") and \
+            not event.context.startswith(("macro-", "sub-")):
+        facts.dialled = event.exten
+    if event.context.startswith(_ROUTE_CONTEXTS):
+        facts.route_ran = facts.route_ran or f"the caller entered {event.context}"
+    elif (event.eventtype == "APP_START" and event.appname.lower() == "mixmonitor"
+          and event.appdata.split(",", 1)[0].rsplit("/", 1)[-1].startswith("out-")):
+        # sub-record-check names a recording out-<number>-<ext>-... only in an outbound route
+        facts.route_ran = facts.route_ran or "the route's recording (out-...) began"
+    if event.appname.lower() == "dial":
+        for target in dial_targets(event.appdata):
+            if target.number and target.number not in dialled_out:
+                dialled_out.append(target.number)
+
+
+def _read_held(line: _Timeline, events: Sequence[CelEvent], anchor: str, facts: Facts) -> None:
+    """When the outside party waited without a person: in a holding bridge (parked, a
+    switchboard's hold), from PARK_START to PARK_END, back in a queue (APP_START Queue) until
+    the next person took it. Talk time leaves these out."""
+    chan = line.chans[anchor]
+    for span in chan.spans:
+        if span.holding:
+            facts.held.append((line.times.get(span.enter), line.times.get(span.exit)))
+    parked = None
+    starts = sorted(t.start for t in facts.talks if t.start is not None)
+    for event in events:
+        if event.uniqueid != anchor:
+            continue
+        when = line.times.get(event.id)
+        if event.eventtype == "PARK_START":
+            parked = when
+            _park_label(line, event, facts)
+        elif event.eventtype == "PARK_END" and parked is not None:
+            facts.held.append((parked, when))
+            parked = None
+        elif (event.eventtype == "APP_START" and event.appname.lower() == "queue"
+              and when is not None and starts and starts[0] < when):
+            later = [t for t in starts if t > when]
+            facts.held.append((when, later[0] if later else facts.end))
+
+
+def _park_label(line: _Timeline, event: CelEvent, facts: Facts) -> None:
+    """`park 71` in the path: the space the retriever dialled (a phone whose channel started on
+    a number after the call was parked), else the lot. A blind transfer to the parking
+    extension is that park."""
+    lot = str(extra_of(event).get("parking_lot") or "default")
+    space = next((c.exten for c in line.chans.values() if c.first_id > event.id
+                  and c.info.kind == PHONE and c.exten.isdigit()), "")  # rung phones start on s
+    label = f"park {space or lot}"
+    if "blind transfer" in facts.transfers:
+        facts.transfers[facts.transfers.index("blind transfer")] = label
+    else:
+        facts.transfers.append(label)
 
 
 def _anchor(line: _Timeline, root_uid: str) -> str:
@@ -216,7 +304,8 @@ def _anchor(line: _Timeline, root_uid: str) -> str:
     return trunks[0] if trunks else root_uid
 
 
-def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> None:
+def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> str:
+    """The talks of the outside party; returns its channel."""
     anchor = _anchor(line, root_uid)
     found = line.parties(anchor, 0, 1 << 62, frozenset(), "")
     for uid, a, b, via in sorted(found, key=lambda f: f[1]):
@@ -227,6 +316,27 @@ def _read_talks(line: _Timeline, root_uid: str, facts: Facts) -> None:
         elif info.kind == TRUNK and anchor == root_uid:
             facts.talks.append(Talk(via or info.number, info.name, line.times.get(a),
                                     line.times.get(b), outside=True))
+    _room_talks(line, anchor, facts)
+    return anchor
+
+
+def _room_talks(line: _Timeline, anchor: str, facts: Facts) -> None:
+    """A conference room (ConfBridge / MeetMe: a softmix bridge) where the caller met a phone
+    that joined by a call of its own: that phone's channel is not among the call's, but CEL
+    names it in the caller's BRIDGE_ENTER / BRIDGE_EXIT `peer`. The caller's time in the room
+    is the talk."""
+    talked = {t.channel for t in facts.talks}
+    for span in line.chans[anchor].spans:
+        for name in sorted(span.peers):
+            if name in line.by_name or name in talked:
+                continue  # a channel of this call: the bridge timeline has it already
+            info = classify(name, line.pbx, line.model)
+            if info.kind == PHONE:
+                facts.talks.append(Talk(info.ext, name, line.times.get(span.enter),
+                                        line.times.get(span.exit),
+                                        outside=line.chans[anchor].info.kind == TRUNK))
+                talked.add(name)
+                break
 
 
 def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
@@ -239,14 +349,13 @@ def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
             facts.trunk_seen = True
         if info.number and info.number not in facts.trunk_numbers:
             facts.trunk_numbers.append(info.number)
-        if info.ext and info.kind in (PHONE, LOCAL) and info.ext not in facts.rung:
+        if info.ext and info.kind in (PHONE, LOCAL) and info.ext not in facts.rung and not (
+                chan.own_call and info.kind == PHONE):  # a picker dialled **201 itself
             facts.rung.append(info.ext)
             facts.rung_channels[info.ext] = info.name
         if info.kind == PHONE and info.ext not in facts.outcomes:
             cause = _HANGUP_CAUSES.get(chan.hangupcause or 0, "NO ANSWER")
             facts.outcomes[info.ext] = "ANSWERED" if info.ext in talked else cause
-    if facts.root.kind == PHONE and facts.trunk_seen and facts.dialled and not facts.trunk_numbers:
-        facts.trunk_numbers.append(facts.dialled)
 
 
 def _read_event(event: CelEvent, root_uid: str, facts: Facts) -> None:

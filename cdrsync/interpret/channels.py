@@ -1,26 +1,38 @@
-"""Channel name -> what it is: a phone of an extension, a trunk, a Local leg, or something else.
+"""Channel name -> what it is on this PBX: a phone of an extension, a trunk, a Local leg, other.
 
-FreePBX names tell who is behind a channel: `PJSIP/101-0000001f` is the device of extension 101,
-`PJSIP/carrier-00000020` a trunk, `Local/101@from-queue-00000003;1` a queue member leg,
-`Local/FMPR-101@...` follow-me, `Local/LC-101@...` / `Local/RG-600*-101#@...` ring-group confirm
-legs. A device whose name is not an extension number is a trunk unless `[pbx] trunk_channels` is
-set, in which case exactly the matching channels are trunks and every other device is a phone.
+The PBX model (cdrsync.pbx) knows each device from the rows: `PJSIP/6871322562` began its calls
+in from-internal, so it is the phone of 6871322562; `PJSIP/client2` was reached by dialling 6789,
+so it is the phone of 6789; `PJSIP/voipms` brought calls in on from-trunk, so it is a trunk. First
+rule wins:
+
+1. `[pbx] trunk_channels`: exactly the matching devices are trunks, every other one a phone;
+2. `[pbx] extension_pattern`: a device whose name matches is the phone of that number;
+3. what the model learned;
+4. a device the rows say nothing about: a 2-6 digit name is a phone, any other a trunk (a guess,
+   and the reason line says so).
+
+A Local leg stands for the number in its name (`Local/101@from-queue`, `Local/FMPR-101@…`,
+`Local/RG-600*-89161112233#@…`): a phone's extension, a group's or queue's number (which never
+"rang" as an extension), or an outside number (follow-me, forward).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Optional
 
 from cdrsync.config import PbxConfig
+from cdrsync.numbers import looks_outside
+from cdrsync.pbx.model import PHONE as MODEL_PHONE
+from cdrsync.pbx.model import PbxModel
+from cdrsync.pbx.names import device_of, local_of
 
 PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
-DEVICE_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI", "ZAP", "SKINNY", "SCCP", "MGCP", "H323",
-                "OOH323", "UNISTIM", "MOTIF", "USTM"}
-_DEVICE = re.compile(r"^(?P<tech>[A-Za-z0-9]+)/(?P<peer>.+?)(?:-[0-9a-fA-F]{1,8})?(?:<\w+>)?$")
-_LOCAL = re.compile(r"^Local/(?P<exten>[^@]*)@(?P<context>.+?)(?:-[0-9a-fA-F]{4,8})?;(?P<n>\d)$")
-_LOCAL_PREFIX = re.compile(r"^(?:FMPR-|FMGL-|LC-|RG-[^*]*\*-?)")
+OUTSIDE, GROUP = "outside", "group"
+_GUESS = re.compile(r"^\d{2,6}$")  # the shape of an extension, when nothing else is known
+_NEVER = r"(?!)"
 
 
 @dataclass(frozen=True)
@@ -31,34 +43,80 @@ class ChanInfo:
     number: str = ""  # outside number a Local leg dials (follow-me / forward to a mobile)
     base: str = ""  # Local name without ";1"/";2": both halves share it
     context: str = ""  # Local context (from-queue, from-internal, ...)
+    device: str = ""  # "PJSIP/6871322562": the device behind a phone or trunk channel
+    rule: str = ""  # why it is what it is (for `cdrsync show`)
+    group: str = ""  # the ring group / queue / room number a Local leg stands for
 
     @property
     def is_local(self) -> bool:
         return self.kind == LOCAL
 
 
-@lru_cache(maxsize=4096)
-def classify(name: str, pbx: PbxConfig) -> ChanInfo:
-    """What the channel called `name` is, under the [pbx] settings."""
-    local = _LOCAL.match(name)
-    if local:
-        target = _LOCAL_PREFIX.sub("", local.group("exten")).rstrip("#")
-        is_ext = bool(re.match(pbx.extension_pattern, target))
-        return ChanInfo(name, LOCAL, ext=target if is_ext else "",
-                        number="" if is_ext else target,
-                        base=name.rsplit(";", 1)[0], context=local.group("context"))
-    if name.startswith("Local/"):
-        return ChanInfo(name, LOCAL, base=name.rsplit(";", 1)[0])
-    device = _DEVICE.match(name)
-    if not device or device.group("tech").upper() not in DEVICE_TECHS:
+@lru_cache(maxsize=8192)
+def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> ChanInfo:
+    """What the channel called `name` is, under the [pbx] settings and the learned model."""
+    local = local_of(name)
+    if local is not None:
+        kind = number_kind(local.target, pbx, model) if local.target else ""
+        return ChanInfo(name, LOCAL, ext=local.target if kind == PHONE else "",
+                        number=local.target if kind == OUTSIDE else "", base=local.base,
+                        context=local.context,
+                        group=local.target if kind not in (PHONE, OUTSIDE, "") else "")
+    device = device_of(name)
+    if device is None:
         return ChanInfo(name, OTHER)
-    peer = device.group("peer")
+    kind, ext, rule = device_kind(device.key, device.peer, pbx, model)
+    return ChanInfo(name, kind, ext=ext, device=device.key, rule=rule)
+
+
+@lru_cache(maxsize=4096)
+def device_kind(device: str, peer: str, pbx: PbxConfig, model: Optional[PbxModel]
+                ) -> tuple[str, str, str]:
+    """(PHONE or TRUNK, extension, the rule that decided) for a device."""
+    known = model.device(device) if model is not None else None
     if pbx.trunk_channels:
-        if any(re.search(p, name) for p in pbx.trunk_channels):
-            return ChanInfo(name, TRUNK)
-        return ChanInfo(name, PHONE, ext=peer)
-    if re.match(pbx.extension_pattern, peer):
-        return ChanInfo(name, PHONE, ext=peer)
-    return ChanInfo(name, TRUNK)
+        if any(re.search(p, device + "-") for p in pbx.trunk_channels):
+            return TRUNK, "", f"{device} is a trunk: [pbx] trunk_channels"
+        ext = known[1] if known and known[0] == MODEL_PHONE else peer
+        return PHONE, ext, f"{device} is phone {ext}: not in [pbx] trunk_channels"
+    if pbx.extension_pattern and re.match(pbx.extension_pattern, peer):
+        return PHONE, peer, f"{device} is phone {peer}: [pbx] extension_pattern"
+    if known is not None:
+        kind, ext = known
+        return (PHONE if kind == MODEL_PHONE else TRUNK), ext, _learned(device, kind, ext, model)
+    if _GUESS.match(peer):
+        return PHONE, peer, f"{device} is phone {peer}: nothing learned, guessed from its name"
+    return TRUNK, "", f"{device} is a trunk: nothing learned, guessed from its name"
 
 
+def _learned(device: str, kind: str, ext: str, model: Optional[PbxModel]) -> str:
+    what = f"phone {ext}" if kind == MODEL_PHONE else "a trunk"
+    entry = next((k for k in model.known if device in k.devices), None) if model else None
+    why = "; ".join(f"{n} {text}" for text, n in entry.evidence[:2]) if entry else ""
+    return f"{device} is {what}: learned ({why})"
+
+
+@lru_cache(maxsize=8192)
+def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> str:
+    """What a dialled number is: PHONE (an extension), GROUP (ring group, queue, room, lot),
+    OUTSIDE (a public number) or "" (a feature code, `s`, anything else)."""
+    if pbx.extension_pattern and re.match(pbx.extension_pattern, number):
+        return PHONE
+    known = model.kind_of_number(number) if model is not None else ""
+    if known:
+        return PHONE if known == MODEL_PHONE else GROUP
+    if looks_outside(number, pbx.extension_pattern or _NEVER):
+        return OUTSIDE
+    return PHONE if _GUESS.match(number) else ""
+
+
+def as_caller(info: ChanInfo) -> ChanInfo:
+    """The caller's channel as the person behind it: an originated call (click-to-call, AMI
+    Originate of `Local/101@from-internal`) begins on a Local leg that rings phone 101 first,
+    and is that phone's call."""
+    if info.kind == LOCAL and info.ext:
+        return replace(info, kind=PHONE, rule=f"{info.name} is phone {info.ext}{ORIGINATED}")
+    return info
+
+
+ORIGINATED = "'s originated call: the Local leg rang it first"

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Optional
 
 from cdrsync.config import PbxConfig
-from cdrsync.interpret.channels import PHONE, TRUNK
+from cdrsync.interpret.channels import OUTSIDE, PHONE, TRUNK, number_kind
 from cdrsync.interpret.facts import Facts
 from cdrsync.model import CallRows, Direction
-from cdrsync.numbers import looks_outside
+from cdrsync.pbx.model import PbxModel
 
 
 def first_value(rows: CallRows, column: str) -> str:
@@ -25,7 +26,8 @@ def first_value(rows: CallRows, column: str) -> str:
     return next((getattr(r, column) for r in rows.cdr if getattr(r, column)), "")
 
 
-def decide_direction(facts: Facts, rows: CallRows, pbx: PbxConfig) -> tuple[Direction, str]:
+def decide_direction(facts: Facts, rows: CallRows, pbx: PbxConfig,
+                     model: Optional[PbxModel] = None) -> tuple[Direction, str]:
     """The direction and the one-line reason for it."""
     root = facts.root.name
     if facts.direction_hint:
@@ -45,7 +47,7 @@ def decide_direction(facts: Facts, rows: CallRows, pbx: PbxConfig) -> tuple[Dire
     cnum = first_value(rows, "outbound_cnum")
     if cnum:
         return Direction.OUTBOUND, f"direction outbound: cdr.outbound_cnum = {cnum}"
-    if facts.root.kind == PHONE and looks_outside(facts.dialled, pbx.extension_pattern):
+    if facts.root.kind == PHONE and number_kind(facts.dialled, pbx, model) == OUTSIDE:
         return Direction.OUTBOUND, (
             f"direction outbound: {root} dialled the outside number {facts.dialled}")
     return Direction.INTERNAL, f"direction internal: {root} reached no trunk"

@@ -51,5 +51,10 @@ class Facts:
     ring_group: str = ""
     transfers: list[str] = field(default_factory=list)  # "blind transfer" / "attended transfer"
     direction_hint: str = ""  # CRM_DIRECTION written by the dialplan
+    route_ran: str = ""  # how an outbound route showed itself (outbound_cnum, its contexts)
+    routed_to: str = ""  # the extension an inbound route sent the call to (cdr dst there)
     mixmonitor_files: list[str] = field(default_factory=list)
     caller_seconds: int = 0  # how long the caller's channel existed
+    # (start, end) when the outside party waited without a person (parked, holding bridge,
+    # back in a queue): not talk time, even between two talks
+    held: list[tuple[Optional[datetime], Optional[datetime]]] = field(default_factory=list)

@@ -34,6 +34,12 @@ def decide_status(facts: Facts, direction: Direction, pbx: PbxConfig) -> tuple[S
 
 
 def _outbound(facts: Facts) -> tuple[Status, str]:
+    if not facts.trunk_seen and facts.route_ran:
+        # the route ran but its Dial made no trunk channel: chan_sip peer UNREACHABLE, PJSIP
+        # without a contact (CHANUNAVAIL / CONGESTION before any channel existed)
+        return Status.NOT_AVAILABLE, (
+            f"not available: an outbound route ran ({facts.route_ran}) but no trunk channel "
+            f"came up ({facts.dialstatus or 'no dial status'})")
     if not facts.trunk_seen:
         return Status.NOT_ALLOWED, (
             f"not allowed: {facts.root.name} dialled {facts.dialled} and no trunk was dialled")
@@ -47,6 +53,10 @@ def _outbound(facts: Facts) -> tuple[Status, str]:
 def _unanswered(facts: Facts, direction: Direction, pbx: PbxConfig) -> tuple[Status, str]:
     waited = f"after {facts.caller_seconds} s"
     rang = ", ".join(f"{e} ({facts.outcomes.get(e, 'rang')})" for e in facts.rung)
+    if facts.voicemail and not facts.rung:
+        where = f"IVR {facts.ivr} sent it to" if facts.ivr else "went straight to"
+        return Status.MISSED, (f"missed: {where} voicemail {facts.voicemail} (no phone rang: "
+                               "DND, a forward to voicemail, an unregistered phone)")
     if direction == Direction.INBOUND and facts.ivr and not facts.rung:
         if not pbx.ivr_hangup_missed:
             return Status.SUCCESS, (f"handled: caller left IVR {facts.ivr} {waited}; "

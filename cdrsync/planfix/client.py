@@ -1,5 +1,5 @@
-"""The HTTP side of Planfix: keep-alive connections, checked TLS, and every answer sorted into what
-to do next.
+"""The HTTP side of Planfix: one keep-alive requests session per address, and every answer sorted
+into what to do next.
 
 The token is added here, at send time, and scrubbed from every text this module produces.
 
@@ -10,37 +10,37 @@ How answers are sorted (`Outcome.kind`):
   request stays queued and delivery stalls until the cause is fixed.
 - "reject": 400 / 413 / 422, Planfix refused *this* request; its answer is kept.
 - "unauthorized": 401 / 403, the token is wrong; nothing must be sent until it is fixed.
+
+Whatever the kind, Planfix's rate signals travel with the outcome (`rate_remaining`,
+`rate_reset`), so the deliverer can pause before Planfix has to answer 429.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Optional, Union
-from urllib.parse import quote_plus
+from typing import Any, Optional
 
-import certifi
-import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, SSLError
-from urllib3.exceptions import TimeoutError as UrllibTimeout
-from urllib3.util import make_headers, parse_url
+import requests
+from requests.adapters import HTTPAdapter
 
 from cdrsync import __version__
 from cdrsync.config import PlanfixConfig, redact
-from cdrsync.planfix.requests import MISSED, Request
+from cdrsync.planfix.messages import MISSED, RESPONSIBLE, Request, lookup_body
 
 OK, RETRY, REJECT, UNAUTHORIZED = "ok", "retry", "reject", "unauthorized"
 _REJECT = {400, 413, 422}
 _UNAUTHORIZED = {401, 403}
 _ANSWER_MAX = 300  # characters of Planfix's answer kept for the log and `status`
-_FORM, _JSON = "application/x-www-form-urlencoded", "application/json"
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what `quote_plus` leaves as it is
-_CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
+# The header names of the rate signals: the de facto `X-RateLimit-*` pair, then the IETF draft's.
+_REMAINING = ("X-RateLimit-Remaining", "RateLimit-Remaining")
+_RESET = ("X-RateLimit-Reset", "RateLimit-Reset")
+_EPOCH = 1_000_000_000  # a reset above this is a moment (Unix time), below it a number of seconds
+_LEADING_NUMBER = re.compile(r"\s*(\d+(?:\.\d+)?)")
+NO_PERSONS = "no persons responsible"  # Planfix's answer to callInfoRespNum when nobody is
 
 
 @dataclass(frozen=True)
@@ -50,60 +50,51 @@ class Outcome:
     status: Optional[int] = None  # HTTP status, None when no answer came
     retry_after: Optional[float] = None  # seconds, from a 429/503 Retry-After
     connection: bool = False  # no HTTP answer at all (refused, timeout, TLS)
-
-
-@dataclass(frozen=True)
-class _Route:
-    """How requests to one address go: through its own connection pool (`target` = the path),
-    or through a proxy of the environment (`target` = the whole address)."""
-
-    opener: Union[urllib3.HTTPConnectionPool, urllib3.ProxyManager]
-    target: str
-    headers: dict[str, str]  # User-Agent, and Basic auth of a `user:password@` address
+    timed_out: bool = False  # connected, but no answer came within the timeout
+    rate_remaining: Optional[int] = None  # requests Planfix still allows (X-RateLimit-Remaining)
+    rate_reset: Optional[float] = None  # seconds until that allowance refills (X-RateLimit-Reset)
 
 
 class PlanfixClient:
-    """Sends `Request`s to Planfix over one keep-alive connection per address.
+    """Sends `Request`s to Planfix: one `requests.Session` per address (the telephony `url`, the
+    FreePBX-integration `missed_url`), each with one keep-alive connection.
 
-    It speaks through urllib3 (the engine under requests) directly: requests' session layer
-    (prepared requests, response objects, cookie jars, hooks) cost 40% of a request's CPU on
-    loopback and gives nothing a stateless token API needs. What requests did for us is kept:
-    the proxy of the environment (`https_proxy`, `no_proxy`), Basic auth from the address,
-    certificates checked against certifi's bundle (or `ca_bundle`, `REQUESTS_CA_BUNDLE`), one
-    timeout for connecting and for each read, no redirects followed, no retries (the outbox
-    retries).
+    What HTTP needs is requests' to do, the way it does it for everyone: the environment's proxy
+    (`https_proxy`, `no_proxy`) and CA bundle (`REQUESTS_CA_BUNDLE`; `[planfix] ca_bundle` wins
+    over it), certificates always checked, Basic auth from a `user:password@` address, form and
+    JSON encoding, the answer's charset. cdrsync adds only what is its own: one request in flight
+    (a pool of one connection), no retries by the adapter (the outbox retries, and a POST that
+    reached Planfix must not go twice behind its back), no redirects followed (a moved address is
+    an admin's to fix), one timeout for connecting and for each read.
     """
 
     def __init__(self, cfg: PlanfixConfig) -> None:
         self.cfg = cfg
-        # A private CA is trusted through a bundle; verification itself is never switched off.
-        self.verify: str = (cfg.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE")
-                            or os.environ.get("CURL_CA_BUNDLE") or certifi.where())
-        self._timeout = urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout)
-        self._routes: dict[str, _Route] = {}
+        # None: requests' own choice (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then certifi's bundle);
+        # a path given per request is taken as it is, ahead of the environment.
+        self.verify: Optional[str] = cfg.ca_bundle or None
+        self._sessions = {url: _session() for url in (cfg.url, cfg.missed_url) if url}
 
     def close(self) -> None:
-        for route in self._routes.values():
-            if isinstance(route.opener, urllib3.ProxyManager):
-                route.opener.clear()
-            else:
-                route.opener.close()
-        self._routes.clear()
+        for session in self._sessions.values():
+            session.close()
 
     def send(self, request: Request) -> Outcome:
-        if request.target == MISSED:
-            if not self.cfg.missed_url:
-                return Outcome(REJECT, "[planfix] missed_url is not set; cannot send a missed-call "
-                                       "notice (skip it or set missed_url)")
-            return self._post(self.cfg.missed_url, _JSON,
-                              _json_body(dict(request.fields, planfix_token=self.cfg.token)))
-        return self._post(self.cfg.url, _FORM,
-                          _form_body(dict(request.fields, planfix_token=self.cfg.token)))
+        """POST `request` (its fields plus the token) where its target says."""
+        return self._send(request, self.cfg.timeout)[0]
+
+    def responsible(self, request: Request, timeout: float
+                    ) -> tuple[Outcome, Optional[tuple[str, ...]]]:
+        """Ask Planfix who is responsible for a caller (a `RESPONSIBLE` request, callInfoRespNum),
+        waiting `timeout` seconds at most: the outcome, and the extensions Planfix named — () for
+        "no persons responsible", None when the answer says neither (none came, an error)."""
+        outcome, text = self._send(request, timeout)
+        return outcome, _responsible_numbers(outcome, text)
 
     def ping(self) -> tuple[bool, str]:
         """Check address and token with `cmd=ping`; (ok, one token-free line)."""
-        outcome, body = self._exchange(self.cfg.url, _FORM, _form_body(
-            {"cmd": "ping", "planfix_token": self.cfg.token}))
+        outcome, body = self._exchange(self.cfg.url, {"data": {
+            "cmd": "ping", "planfix_token": self.cfg.token}})
         if outcome.kind != OK:
             if outcome.kind == UNAUTHORIZED:
                 return False, (f"Planfix rejected the token ({outcome.status}): "
@@ -117,110 +108,90 @@ class PlanfixClient:
         shown = f" (pbxUrl {self._clean(pbx_url)})" if pbx_url else ""
         return True, "Planfix answered ping" + shown
 
-    def _post(self, url: str, content_type: str, body: bytes) -> Outcome:
-        return self._exchange(url, content_type, body)[0]
+    def _send(self, request: Request, timeout: float) -> tuple[Outcome, str]:
+        if request.target in (MISSED, RESPONSIBLE):
+            if not self.cfg.missed_url:
+                return Outcome(REJECT, "[planfix] missed_url is not set; cannot send a missed-call "
+                                       "notice (skip it or set missed_url)"), ""
+            fields = lookup_body(request) if request.target == RESPONSIBLE else request.fields
+            return self._exchange(self.cfg.missed_url, {
+                "json": dict(fields, planfix_token=self.cfg.token)}, timeout)
+        return self._exchange(self.cfg.url, {
+            "data": dict(request.fields, planfix_token=self.cfg.token)}, timeout)
 
-    def _exchange(self, url: str, content_type: str, body: bytes) -> tuple[Outcome, str]:
+    def _exchange(self, url: str, body: dict[str, Any], timeout: Optional[float] = None
+                  ) -> tuple[Outcome, str]:
+        """One POST of `body` (`data=`: a form, `json=`) to `url`; (outcome, the answer's text)."""
+        timeout = self.cfg.timeout if timeout is None else timeout
         try:
-            route = self._route(url)
-            resp = route.opener.urlopen(
-                "POST", route.target, body=body,
-                headers={**route.headers, "Content-Type": content_type}, retries=False,
-                redirect=False, timeout=self._timeout, assert_same_host=False)
-        except NewConnectionError as exc:  # before timeouts: urllib3 files it under them
-            return Outcome(RETRY, f"cannot connect: {self._clean(_first_cause(exc))}",
-                           connection=True), ""
-        except UrllibTimeout:
-            return Outcome(RETRY, f"no answer within {self.cfg.timeout:g}s", connection=True), ""
-        except SSLError as exc:
+            resp = self._sessions[url].post(url, timeout=timeout, verify=self.verify,
+                                            allow_redirects=False, **body)
+        except requests.Timeout as exc:
+            return Outcome(RETRY, f"no answer within {timeout:g}s", connection=True,
+                           timed_out=not isinstance(exc, requests.ConnectTimeout)), ""
+        except requests.exceptions.SSLError as exc:
             return Outcome(RETRY, f"TLS error: {self._clean(_first_cause(exc))}",
                            connection=True), ""
-        except ProtocolError as exc:
+        except requests.ConnectionError as exc:  # refused, reset, a proxy that fails
             return Outcome(RETRY, f"cannot connect: {self._clean(_first_cause(exc))}",
                            connection=True), ""
-        except (HTTPError, ValueError) as exc:  # a bad address, a proxy that fails
+        except (requests.RequestException, ValueError) as exc:  # a bad address, ...
             return Outcome(RETRY, f"request failed: {self._clean(_first_cause(exc))}",
                            connection=True), ""
-        status = resp.status
-        text = _text(resp.data, resp.headers.get("Content-Type", ""))
+        status = resp.status_code
+        text = resp.text
         answer = self._clean(" ".join(text.split()))[:_ANSWER_MAX]
         detail = f"HTTP {status}" + (f": {answer}" if answer else "")
+        remaining, reset = _rate(resp.headers)
         if 200 <= status < 300:
-            return Outcome(OK, detail, status), text
-        if status in _UNAUTHORIZED:
-            return Outcome(UNAUTHORIZED, detail, status), text
-        if status in _REJECT:
-            return Outcome(REJECT, detail, status), text
-        if 300 <= status < 400:
-            where = self._clean(resp.headers.get("Location", "?"))
-            detail += f" (redirect to {where}: check [planfix] url)"
-        elif status == 404:
-            detail += " (check [planfix] url)"
-        return Outcome(RETRY, detail, status, _retry_after(resp.headers.get("Retry-After"))), text
-
-    def _route(self, url: str) -> _Route:
-        """The route to `url`, made at its first use; a bad address raises at every send."""
-        route = self._routes.get(url)
-        if route is not None:
-            return route
-        parsed = parse_url(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"not an http(s) address: {url}")
-        headers = {"User-Agent": f"cdrsync/{__version__}"}
-        if parsed.auth:
-            headers.update(make_headers(basic_auth=parsed.auth))
-        plain = parsed._replace(auth=None)
-        tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": self.verify}
-        proxy = _environ_proxy(parsed.scheme, parsed.host)
-        if proxy:
-            route = _Route(urllib3.ProxyManager(proxy, num_pools=1, maxsize=1, **tls),
-                           plain.url, headers)
+            kind = OK
+        elif status in _UNAUTHORIZED:
+            kind = UNAUTHORIZED
+        elif status in _REJECT:
+            kind = REJECT
         else:
-            pool = urllib3.connection_from_url(
-                plain.url, maxsize=1, **(tls if parsed.scheme == "https" else {}))
-            route = _Route(pool, plain.request_uri, headers)
-        self._routes[url] = route
-        return route
+            if 300 <= status < 400:
+                where = self._clean(resp.headers.get("Location", "?"))
+                detail += f" (redirect to {where}: check [planfix] url)"
+            elif status == 404:
+                detail += " (check [planfix] url)"
+            return Outcome(RETRY, detail, status, _retry_after(resp.headers.get("Retry-After")),
+                           rate_remaining=remaining, rate_reset=reset), text
+        return Outcome(kind, detail, status, rate_remaining=remaining, rate_reset=reset), text
 
     def _clean(self, text: str) -> str:
         text = redact(str(text))
         return text.replace(self.cfg.token, "***") if self.cfg.token else text
 
 
-def _environ_proxy(scheme: str, host: str) -> str:
-    """The proxy the environment names for this address ("" for none, or `no_proxy`)."""
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(scheme) or proxies.get("all") or ""
-    if proxy and urllib.request.proxy_bypass_environment(host, proxies):
-        return ""
-    return proxy
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = f"cdrsync/{__version__}"
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
-def _text(data: bytes, content_type: str) -> str:
-    """Planfix's answer as text: in its declared charset, else UTF-8 (JSON's), never failing."""
-    found = _CHARSET.search(content_type)
+def _responsible_numbers(outcome: Outcome, text: str) -> Optional[tuple[str, ...]]:
+    """The extensions of a callInfoRespNum answer (`{"responsibleNumbers": [...]}`); () for
+    `{"error": "no persons responsible"}` (also with a 4xx, or an empty list); None otherwise."""
+    if outcome.kind not in (OK, REJECT):
+        return None
     try:
-        return data.decode(found.group(1) if found else "utf-8", errors="replace")
-    except LookupError:
-        return data.decode("utf-8", errors="replace")
-
-
-def _form_body(fields: dict[str, Any]) -> bytes:
-    """`fields` form-encoded as `urlencode` does (UTF-8, `+` for spaces; None left out). Most
-    keys and values (`cmd`, `callid`, digits) need no escaping, and skipping `quote_plus` for
-    them makes this 1.5 times as fast as `urlencode`."""
-    return "&".join([f"{_form_quote(k)}={_form_quote(v)}" for k, v in fields.items()
-                     if v is not None]).encode("ascii")
-
-
-def _form_quote(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return text if _UNRESERVED(text) else quote_plus(text)
-
-
-def _json_body(fields: dict[str, Any]) -> bytes:
-    """`fields` as JSON (ASCII escapes, no NaN)."""
-    return json.dumps(fields, allow_nan=False).encode("utf-8")
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    numbers = answer.get("responsibleNumbers")
+    if outcome.kind == OK and isinstance(numbers, list):
+        named = (str(n).strip() for n in numbers if isinstance(n, (str, int)))
+        return tuple(dict.fromkeys(n for n in named if n))
+    error = answer.get("error")
+    if isinstance(error, str) and NO_PERSONS in error.lower():
+        return ()
+    return None
 
 
 def _first_cause(exc: BaseException) -> str:
@@ -254,3 +225,25 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     except (TypeError, ValueError, IndexError):
         return None
 
+
+def _rate(headers: Any) -> tuple[Optional[int], Optional[float]]:
+    """(requests remaining, seconds until the allowance refills) from the rate-limit headers.
+
+    `X-RateLimit-Reset` is written two ways in the wild: a Unix time (GitHub, Heroku) or a
+    number of seconds (the IETF draft's `RateLimit-Reset`, many others); 10^9 seconds are 31
+    years, so a value that large can only be a Unix time.
+    """
+    remaining = _header_number(headers, _REMAINING)
+    reset = _header_number(headers, _RESET)
+    if reset is not None and reset >= _EPOCH:
+        reset = max(0.0, reset - time.time())
+    return (None if remaining is None else int(remaining)), reset
+
+
+def _header_number(headers: Any, names: tuple[str, ...]) -> Optional[float]:
+    for name in names:
+        value = headers.get(name)
+        found = _LEADING_NUMBER.match(value) if value else None
+        if found:
+            return float(found.group(1))
+    return None

@@ -17,6 +17,11 @@ preimage of MD5 or the key, both out of reach; the secret *suffix* defeats lengt
 collision weakness needs the attacker to have us sign a crafted binary message, while cdrsync only
 signs paths of files the PBX wrote. The `<expires>/` prefix is digits then `/`, so an expiry cannot
 be moved into the path. Keep `sign_key` long and random (config demands >= 16 characters).
+
+With `link_ttl` > 0 every link must expire: a link without `e=` is refused by all three checks
+(here from the config; nginx from `$cdrsync_link_ttl`, Apache from the `Require cdrsync-link`
+line, both set to the same link_ttl), so the permanent links sent before expiry was turned on
+stop opening. A sign_key change is the other way to end old links: it ends all of them.
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ def make_link(relpath: str, cfg: RecordingsConfig, now: float) -> tuple[str, boo
 
 
 def verify(relpath: str, query: str, cfg: RecordingsConfig, now: float) -> bool:
-    """True when `query` (the raw query string) holds a valid, unexpired token for `relpath`."""
+    """True when `query` (the raw query string) holds a valid, unexpired token for `relpath`.
+
+    With `link_ttl` > 0 a link without an expiry is refused, even one signed before expiry was
+    turned on: whoever turns it on wants no link to open forever (see README, Recordings)."""
     if not cfg.sign_key:
         return False
     args = parse_qs(query, keep_blank_values=True)
@@ -58,6 +66,8 @@ def verify(relpath: str, query: str, cfg: RecordingsConfig, now: float) -> bool:
     if len(given) != 1 or len(expires) > 1:
         return False
     exp = expires[0] if expires else ""
+    if not exp and cfg.link_ttl > 0:
+        return False
     if exp and (not _EXPIRES.fullmatch(exp) or int(exp) < int(now)):
         return False  # nginx: an expiry in the past (or unparsable) fails
     expected = token(relpath, exp, cfg.sign_key)

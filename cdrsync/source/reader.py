@@ -333,3 +333,9 @@ class Source:
             stmt = stmt.where(column("calldate") < self._param_time(end_local))
         return self._stream(stmt.order_by(column("calldate")), cdr_decoder,
                             "reading cdr by calldate")
+
+    def newest_cdr(self, limit: int) -> list[CdrRow]:
+        """The `limit` newest cdr rows by calldate (indexed), however old they are: the sample
+        cdrsync learns the PBX from at start (cdrsync.pbx.keeper)."""
+        stmt = self._cdr_select().order_by(column("calldate").desc()).limit(limit)
+        return self._decode(self._all(stmt, "reading the newest cdr rows"), cdr_decoder)

@@ -29,6 +29,8 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from .errors import StoreError
+
 if TYPE_CHECKING:
     from cdrsync.config import StateConfig
 
@@ -36,7 +38,7 @@ metadata = MetaData()
 
 # Modules that declare tables on `metadata` (what the migrations must produce, see migrations/).
 TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
-                 "cdrsync.recordings.late")
+                 "cdrsync.recordings.late", "cdrsync.state.notices", "cdrsync.pbx.store")
 
 # Epoch seconds as an 8-byte float on every backend: microseconds survive for any date a clock
 # shows. MySQL's FLOAT is 4 bytes (a next_try of 1796222407 was stored as 1796222464), hence DOUBLE
@@ -47,10 +49,6 @@ EPOCH = Double().with_variant(Float(), "sqlite")
 
 # A store is named by its URL alone, or by a `[state]` section (URL and namespace).
 Store = Union[str, "StateConfig"]
-
-
-class StoreError(Exception):
-    """The state store cannot be used (read-only, full disk, unreachable): cdrsync must stop."""
 
 
 def address(store: Store) -> tuple[str, str]:
@@ -70,14 +68,9 @@ def open_store(store: Store) -> Engine:
         ensure_folder(path.parent)
     if namespace:
         _ensure_schema(url, namespace)
-    engine = create_engine(url)
+    engine = peek_store(store)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        if path is not None:
-            event.listen(engine, "handle_error", _FileFailure(path))
-    if namespace:
-        # first of the connect listeners: the dialect reads its default schema right after
-        event.listen(engine, "connect", _search_path(namespace), insert=True)
     try:
         bring_up_to_date(engine, namespace)
     except SQLAlchemyError as exc:
@@ -86,6 +79,21 @@ def open_store(store: Store) -> Engine:
     except BaseException:
         engine.dispose()
         raise
+    return engine
+
+
+def peek_store(store: Store) -> Engine:
+    """An engine on the store as it is — its namespace, its file's errors named — that creates,
+    upgrades and sets nothing: for a look that must leave no trace (`cdrsync pbx`, `check`).
+    What it reads may be missing (a new store) or older than this code's tables."""
+    url, namespace = address(store)
+    engine = create_engine(url)
+    path = sqlite_file(url)
+    if path is not None:
+        event.listen(engine, "handle_error", _FileFailure(path))
+    if namespace:
+        # first of the connect listeners: the dialect reads its default schema right after
+        event.listen(engine, "connect", _search_path(namespace), insert=True)
     return engine
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from sqlalchemy import (
     Column,
@@ -45,10 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Call
+from cdrsync.planfix.messages import Request
 from cdrsync.state.db import EPOCH, StoreError, describe, metadata
-
-if TYPE_CHECKING:  # requests imports missed, which imports this module
-    from cdrsync.planfix.requests import Request
 
 PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
 STATES = (SENT, PENDING, FAILED, SKIPPED)
@@ -127,8 +125,6 @@ class OutboxEntry:
         return self.key.split("|")[1]
 
     def request(self) -> Request:
-        from cdrsync.planfix.requests import Request
-
         return Request(self.key, self.callid, self.target, dict(self.fields))
 
 

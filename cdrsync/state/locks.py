@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 
-from .db import StoreError
+from .errors import StoreError
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # what a lock may be called (in messages too)
 SERVER_DIALECTS = ("postgresql", "mysql", "mariadb")

@@ -3,11 +3,13 @@
 Fills a fresh SQLite state store (in a temporary folder, same pragmas as production) with the
 requests of N realistic calls — answered ring-group calls with their `Cancelled`s, missed calls
 with `callMissedNotify`s, outbound calls, some late `cmd=record`s — built by the real
-`cdrsync.planfix.requests` builders, then drains it with the real `Deliverer` into the loopback
+`cdrsync.planfix.messages` builders, then drains it with the real `Deliverer` into the loopback
 `PlanfixStub` with the rate limit lifted. Printed next to it, to tell where the time goes:
 
 - the HTTP ceiling: the same requests sent by the same `PlanfixClient` to the same stub with no
-  store at all (if the two are close, the stub — not the Deliverer — is the bottleneck);
+  store at all (if the two are close, the stub — not the Deliverer — is the bottleneck); its CPU
+  per request is what the client (requests) costs, shown as the share of one core it takes at
+  the rate Planfix is sent at by default (`[planfix] rate`, 5 requests/s);
 - CPU per request of this process (client + Deliverer + SQLite) and of the stub;
 - SQL statements and commits per request issued by the Deliverer.
 
@@ -39,10 +41,11 @@ from sqlalchemy import event
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from cdrsync.config import PlanfixConfig  # noqa: E402
 from cdrsync.deliver import Deliverer  # noqa: E402
 from cdrsync.model import Direction, Status  # noqa: E402
 from cdrsync.planfix.client import OK, PlanfixClient  # noqa: E402
-from cdrsync.planfix.requests import (  # noqa: E402
+from cdrsync.planfix.messages import (  # noqa: E402
     Request,
     completed_requests,
     missed_requests,
@@ -53,6 +56,7 @@ from cdrsync.state.db import open_store  # noqa: E402
 from tests.planfix_stub import PlanfixStub, make_call, stub_config  # noqa: E402
 
 T0 = 1_719_826_400.0
+DEFAULT_RATE = PlanfixConfig.__dataclass_fields__["rate"].default  # requests/s
 
 
 def _call(i: int):
@@ -165,7 +169,9 @@ def http_ceiling(stub: StubProcess, cfg, requests: list[Request]) -> str:
                 raise SystemExit(f"the stub refused {request.key}")
     client.close()
     stub.ask("reset")
-    return span.line(len(requests))
+    share = span.cpu / len(requests) * DEFAULT_RATE
+    return (f"{span.line(len(requests))}; the client at Planfix's default {DEFAULT_RATE:g} "
+            f"requests/s: {share:.2%} of one core")
 
 
 def drain_once(stub: StubProcess, args: argparse.Namespace) -> tuple[Span, int, str]:

@@ -39,7 +39,7 @@ from typing import Optional
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from ..db import StoreError
+from ..errors import StoreError
 from ..locks import exclusive_transaction
 
 log = logging.getLogger("cdrsync.state")

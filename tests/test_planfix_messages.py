@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from cdrsync.model import ClosedBy, Direction, Status
-from cdrsync.planfix.requests import (
+from cdrsync.planfix.messages import (
     API,
     MISSED,
+    RESPONSIBLE,
     as_dry_run,
     completed_requests,
+    fallback,
+    lookup_body,
     missed_requests,
+    notices,
     record_request,
 )
 from tests.planfix_stub import make_call, stub_config
@@ -136,3 +140,28 @@ def test_callback_window_holds_the_notice_back_until_window_and_settle_passed():
     call = _missed_call()
     [first, _] = missed_requests(call, cfg)
     assert first.not_before == call.end.timestamp() + 600 + 60
+
+
+def test_responsible_queues_one_question_that_carries_its_fallback():
+    cfg = stub_config(planfix=MISSED_URL, missed={"notify": "responsible"})
+    call = _missed_call(rung=("102", "101"), ext="102")
+    [question] = missed_requests(call, cfg)
+    assert (question.key, question.target) == ("1700000000.1|responsible", RESPONSIBLE)
+    assert as_dry_run(question) == {"event": "callInfoRespNum", "uniqueId": "1700000000.1",
+                                    "intNum": "102", "extNum": "+74951234567",
+                                    "fallback": "102,101"}
+    assert lookup_body(question) == {"event": "callInfoRespNum", "uniqueId": "1700000000.1",
+                                     "intNum": "102", "extNum": "+74951234567"}
+    assert fallback(question) == ("102", "101")
+    # what it becomes is exactly what notify = "rang" queues at once
+    rang = missed_requests(call, stub_config(planfix=MISSED_URL))
+    assert notices(call.callid, "+74951234567", fallback(question)) == rang
+
+
+def test_responsible_without_a_number_to_ask_about_tells_those_that_rang():
+    cfg = stub_config(planfix=MISSED_URL, missed={"notify": "responsible"})
+    anonymous = missed_requests(_missed_call(phone="", phone_raw=""), cfg)
+    assert [(r.target, r.fields["intNum"]) for r in anonymous] == [(MISSED, "101"),
+                                                                  (MISSED, "102")]
+    ivr = missed_requests(_missed_call(rung=(), ext="", did=""), cfg)  # hung up in the IVR
+    assert [(r.fields["intNum"], fallback(r)) for r in ivr] == [("", ())]

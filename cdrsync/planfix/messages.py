@@ -8,10 +8,17 @@ Internal calls (sent only with `[planfix] send_internal`): Planfix knows only `i
 internal call is told from the side of `ext` (the extension Planfix attaches it to, by default the
 callee who talked): `type=in`, `phone` = the calling extension, plus `data_direction=internal` so
 the Planfix admin can tell them apart.
+
+Missed calls with `[missed] notify = "responsible"`: who is told is Planfix's to say, and it is
+asked only once the call's `COMPLETED` went. So a missed call queues one `RESPONSIBLE` request (a
+`callInfoRespNum`, with the extensions that rang as its `FALLBACK`); the deliverer sends it
+after the `COMPLETED` and, in one transaction, replaces it by the `callMissedNotify` requests for
+the extensions named in the answer (`notices()`), which then go like any other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -21,6 +28,8 @@ from cdrsync.model import Call, ClosedBy, Direction, Status
 
 API = "api"  # form-encoded, to [planfix] url
 MISSED = "missed"  # JSON, to [planfix] missed_url
+RESPONSIBLE = "responsible"  # JSON callInfoRespNum, to [planfix] missed_url; becomes notices
+FALLBACK = "fallback"  # field of a RESPONSIBLE request, not sent: who is told if nobody is named
 
 _TYPE = {Direction.INBOUND: "in", Direction.OUTBOUND: "out", Direction.INTERNAL: "in"}
 
@@ -36,7 +45,7 @@ class Request:
 
     key: str
     callid: str
-    target: str  # API | MISSED
+    target: str  # API | MISSED | RESPONSIBLE
     fields: dict[str, str]
     not_before: Optional[float] = field(default=None, compare=False)
 
@@ -52,7 +61,8 @@ def completed_requests(call: Call, cfg: Config, record_link: str = "",
         "cmd": "event",
         "event": "COMPLETED",
         "type": _TYPE[call.direction],
-        "phone": call.phone or call.phone_raw,
+        # "" for a caller id that is no number (anonymous); internal: the calling extension
+        "phone": call.phone or (call.phone_raw if call.direction is Direction.INTERNAL else ""),
         "diversion": call.diversion,
         "ext": call.ext,
         "callid": call.callid,
@@ -120,9 +130,11 @@ def record_request(callid: str, link: str, is_temp: bool = False) -> Request:
 
 def missed_requests(call: Call, cfg: Config) -> list[Request]:
     """One `callMissedNotify` per extension to tell, for a missed inbound call, when
-    `[planfix] missed_url` is set. With `[missed] callback_window` the notice is held back until
-    the window (plus `settle`, so the callback is surely recorded) has passed; the deliverer then
-    drops it if the caller got through or was called back (see `cdrsync.missed`)."""
+    `[planfix] missed_url` is set — or, with `notify = "responsible"` and a caller's number, the
+    one `RESPONSIBLE` request that will become them. With `[missed] callback_window` they are
+    held back until the window (plus `settle`, so the callback is surely recorded) has passed;
+    the deliverer then drops them if the caller got through or was called back (see
+    `cdrsync.missed`)."""
     if not cfg.planfix.missed_url:
         return []
     if call.direction is not Direction.INBOUND or call.status is not Status.MISSED:
@@ -132,13 +144,38 @@ def missed_requests(call: Call, cfg: Config) -> list[Request]:
         ended = call.end or call.start
         if ended is not None:
             not_before = ended.timestamp() + cfg.missed.callback_window * 60 + cfg.schedule.settle
-    return [
-        Request(f"{call.callid}|missed|{ext}", call.callid, MISSED,
-                {"event": "callMissedNotify", "uniqueId": call.callid, "intNum": ext,
-                 "extNum": call.phone or call.phone_raw},
-                not_before)
-        for ext in recipients(call, cfg.missed)
-    ]
+    phone = call.phone or call.phone_raw
+    told = recipients(call, cfg.missed)
+    if cfg.missed.notify == "responsible" and phone:
+        # intNum: the extension called; Planfix answers "no persons responsible" when that one
+        # is the responsible, and the fallback (who rang, that extension first) tells them
+        return [Request(f"{call.callid}|responsible", call.callid, RESPONSIBLE,
+                        {"event": "callInfoRespNum", "uniqueId": call.callid,
+                         "intNum": call.ext or next(iter(told), ""), "extNum": phone,
+                         FALLBACK: ",".join(told)},
+                        not_before)]
+    return notices(call.callid, phone, told, not_before)
+
+
+def notices(callid: str, phone: str, extensions: Iterable[str],
+            not_before: Optional[float] = None) -> list[Request]:
+    """The `callMissedNotify` of a missed call from `phone` for each extension; the keys
+    (callid|missed|ext) make queuing them twice, after a crash, queue nothing new."""
+    return [Request(f"{callid}|missed|{ext}", callid, MISSED,
+                    {"event": "callMissedNotify", "uniqueId": callid, "intNum": ext,
+                     "extNum": phone},
+                    not_before)
+            for ext in extensions]
+
+
+def lookup_body(request: Request) -> dict[str, str]:
+    """What a `RESPONSIBLE` request sends (its fields but the fallback); the token comes later."""
+    return {k: v for k, v in request.fields.items() if k != FALLBACK}
+
+
+def fallback(request: Request) -> tuple[str, ...]:
+    """The extensions a `RESPONSIBLE` request tells when Planfix names nobody."""
+    return tuple(ext for ext in request.fields.get(FALLBACK, "").split(",") if ext)
 
 
 def as_dry_run(request: Request) -> dict[str, str]:

@@ -1,0 +1,229 @@
+"""Learn the PBX from its rows: `learn(cdr_rows, cel_events, base, pbx) -> PbxModel`, pure.
+
+What counts as evidence, and why (FreePBX 13-17 dialplans, Asterisk 13-20):
+
+- A channel is created in its endpoint's context, dialled or dialling: `CHAN_START` in
+  `from-internal` (`[pbx] internal_contexts`) is a phone, in `from-pstn` / `from-trunk*`
+  (`[pbx] inbound_contexts`) a trunk. Its caller id there names a phone's extension.
+- Dial strings: a device dialled as an endpoint (`PJSIP/client2`, `SIP/101`) after the caller
+  dialled `dst` 6789 is the phone of extension 6789; a device dialled with a number to call
+  (`PJSIP/2125550188@voipms`, `SIP/voipms/2125550188`) is a trunk.
+- CDR columns FreePBX fills: `did` only on inbound routes (the channel is a trunk),
+  `outbound_cnum` only in `macro-dialout-trunk` (the caller is a phone), `cnum` the internal
+  caller's extension.
+- Ring groups are the `ext-group` extensions, with the members they dialled; queues the first
+  argument of `Queue()` (members `Local/<ext>@from-queue`); IVRs the `ivr-*` contexts; voicemail
+  boxes, parking lots and conference rooms the arguments of `VoiceMail`, `Park` / `PARK_START`,
+  `ConfBridge` / `MeetMe`.
+
+Each observation counts once per call (linkedid), so the evidence reads as calls. One pass over
+the rows, a few string tests per row: learning follows every pass at a small cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Optional
+
+from cdrsync.config import PbxConfig
+from cdrsync.model import CdrRow, CelEvent
+from cdrsync.pbx.model import (
+    CONFERENCE,
+    EXTENSION,
+    IVR,
+    PARKING,
+    QUEUE,
+    RING_GROUP,
+    VOICEMAIL,
+    Observation,
+    PbxModel,
+)
+from cdrsync.pbx.names import device_of, dial_targets, local_of
+
+_DEFAULT = PbxConfig()
+_NOT_A_NUMBER = ("", "s", "h", "i", "t")
+# where `dst` is a group's, a queue's or a follow-me's number, not the extension of who rang
+_NOT_AN_EXTENSION = ("ext-group", "ext-queues", "followme-check", "ext-findmefollow")
+# where `dst` is an extension number, with or without a device of its own (a follow-me-only
+# virtual extension): FreePBX's contexts for calls to extensions
+_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
+_ROOMS = {"confbridge": CONFERENCE, "meetme": CONFERENCE}
+_PARK_APPS = ("park", "parkedcall")
+
+
+def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
+          base: Optional[PbxModel] = None, pbx: Optional[PbxConfig] = None) -> PbxModel:
+    """The model `base` (or an empty one) plus what these rows show."""
+    pbx = pbx or _DEFAULT
+    seen: set[tuple[str, Observation]] = set()
+    counts: Counter = Counter()
+    rows = 0
+
+    def note(call: str, observation: Observation) -> None:
+        key = (call, observation)
+        if key not in seen:
+            seen.add(key)
+            counts[observation] += 1
+
+    for event in cel_events:
+        rows += 1
+        _from_event(event, pbx, note)
+    first_dials: dict[tuple[str, str], CdrRow] = {}
+    for row in cdr_rows:
+        rows += 1
+        _from_row(row, pbx, note)
+        if row.lastapp.lower() == "dial":
+            key = (row.linkedid or row.uniqueid, row.channel)
+            if key not in first_dials or row.sequence < first_dials[key].sequence:
+                first_dials[key] = row
+    for row in first_dials.values():
+        _extension_dialled(row, note)
+    calls = len({call for call, _ in seen})
+    if base is None:
+        return PbxModel(counts, rows, calls)
+    return base.merged(counts, rows, calls)
+
+
+@lru_cache(maxsize=1024)
+def _context_kind(context: str, internal: tuple[str, ...], inbound: tuple[str, ...]) -> str:
+    if any(fnmatchcase(context, p) for p in inbound):
+        return "inbound"
+    if any(fnmatchcase(context, p) for p in internal):
+        return "internal"
+    return ""
+
+
+def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
+    call = event.linkedid or event.uniqueid
+    kind = event.eventtype
+    context = event.context
+    if kind == "CHAN_START":
+        device = device_of(event.channame)
+        if device is None:
+            return
+        side = _context_kind(context, pbx.internal_contexts, pbx.inbound_contexts)
+        if not side:
+            return
+        began = event.uniqueid == event.linkedid
+        note(call, ("dev", device.key, ("began-" if began else "rang-") + side, context))
+        if side == "internal" and _is_number(event.cid_num):
+            note(call, ("dev", device.key, "ext-cid", event.cid_num))
+        return
+    if context == "ext-group" and event.exten not in _NOT_A_NUMBER:
+        note(call, (RING_GROUP, event.exten, "seen", ""))
+    elif context.startswith("ivr-"):
+        note(call, (IVR, context, "seen", ""))
+    if kind == "APP_START":
+        _from_app(call, event.appname, event.appdata, note)
+    elif kind == "PARK_START":
+        lot = str(_extra(event.extra).get("parking_lot") or "default")
+        note(call, (PARKING, lot, "seen", ""))
+    elif event.appname.lower() == "dial" and kind in ("ANSWER", "BRIDGE_ENTER", "HANGUP"):
+        _from_dial(call, event.appdata, "", context, note)
+
+
+def _from_row(row: CdrRow, pbx: PbxConfig, note) -> None:
+    call = row.linkedid or row.uniqueid
+    caller = device_of(row.channel)
+    context = row.dcontext
+    if caller is not None:
+        if row.did:
+            note(call, ("dev", caller.key, "did", ""))
+        elif row.cnum and _is_number(row.cnum) and _context_kind(
+                context, pbx.internal_contexts, ()) == "internal" and not row.outbound_cnum:
+            note(call, ("dev", caller.key, "ext-cnum", row.cnum))
+        if _context_kind(context, (), pbx.inbound_contexts):
+            note(call, ("dev", caller.key, "began-inbound", context))
+    app = row.lastapp.lower()
+    if context in _EXTENSION_CONTEXTS and row.dst.isdigit():
+        note(call, (EXTENSION, row.dst, "dialled", context))
+    if context == "ext-group" and row.dst not in _NOT_A_NUMBER:
+        note(call, (RING_GROUP, row.dst, "seen", ""))
+        _member(call, RING_GROUP, row.dst, row.dstchannel, note)
+    elif context.startswith("ivr-"):
+        note(call, (IVR, context, "seen", ""))
+    if app == "queue":
+        queue = row.lastdata.split(",", 1)[0].split("|", 1)[0].strip()
+        if queue:
+            note(call, (QUEUE, queue, "seen", ""))
+            _member(call, QUEUE, queue, row.dstchannel, note)
+    elif app == "dial":
+        dialled = _from_dial(call, row.lastdata, row.dstchannel, context, note)
+        if dialled and caller is not None and row.outbound_cnum and not row.did:
+            note(call, ("dev", caller.key, "route-caller", ""))
+    else:
+        _from_app(call, row.lastapp, row.lastdata, note)
+
+
+def _from_app(call: str, app: str, data: str, note) -> None:
+    name = app.lower()
+    first = data.split(",", 1)[0].split("|", 1)[0].strip()
+    if name == "queue" and first:
+        note(call, (QUEUE, first, "seen", ""))
+    elif name == "voicemail" and first:
+        box = first.split("&", 1)[0].split("@", 1)[0]
+        note(call, (VOICEMAIL, box.lstrip("su"), "seen", ""))
+    elif name in _ROOMS and first:
+        note(call, (_ROOMS[name], first, "seen", ""))
+    elif name in _PARK_APPS:
+        note(call, (PARKING, first or "default", "seen", ""))
+
+
+def _extension_dialled(row: CdrRow, note) -> None:
+    """`dst` 6789 answered on PJSIP/client2: client2 is the phone of 6789. Only the first Dial
+    of a channel in a call tells it: `dst` stays what was dialled first, so after a transfer
+    the next Dial (PJSIP/104) still shows dst 101."""
+    context, caller = row.dcontext, device_of(row.channel)
+    answered = device_of(row.dstchannel)
+    if (answered is None or context in _NOT_AN_EXTENSION or context.startswith("ivr-")
+            or row.dst in _NOT_A_NUMBER or row.dst.startswith(("vm", "*"))
+            or (caller is not None and caller.key == answered.key)):
+        return
+    if any(t.device == answered.key and not t.number for t in dial_targets(row.lastdata)):
+        note(row.linkedid or row.uniqueid, ("dev", answered.key, "ext-dial", row.dst))
+
+
+def _from_dial(call: str, data: str, dstchannel: str, context: str, note) -> bool:
+    """Evidence from a Dial string; True when it dialled a number through a trunk. With the
+    row's `dstchannel` only the device that really answered or rang counts (a pickup puts the
+    picker there while the string still names the phone that rang)."""
+    answered = device_of(dstchannel) if dstchannel else None
+    through_trunk = False
+    for target in dial_targets(data):
+        if answered is not None and answered.key != target.device:
+            continue
+        if target.number:
+            through_trunk = True
+            via = "macro-dialout-trunk" if context in ("", "from-internal") else context
+            clue = "route" if context.startswith(("outrt", "macro-dialout")) else "dialled-number"
+            note(call, ("dev", target.device, clue, via if clue == "route" else ""))
+        elif answered is not None:
+            note(call, ("dev", target.device, "dialled-as-ext", ""))
+    return through_trunk
+
+
+def _member(call: str, kind: str, group: str, dstchannel: str, note) -> None:
+    local = local_of(dstchannel)
+    if local is not None:
+        if local.target:
+            note(call, (kind, group, "member", local.target))
+        return
+    device = device_of(dstchannel)
+    if device is not None:
+        note(call, (kind, group, "member", device.key))
+
+
+def _is_number(text: str) -> bool:
+    return text.isdigit()
+
+
+def _extra(text: str) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,83 @@
+"""Channel names and dial strings, read the way Asterisk writes them (no knowledge of the PBX).
+
+`PJSIP/6871322562-0000001f` is a channel of the device `PJSIP/6871322562`; `Local/101@from-queue-
+00000003;1` is one half of a Local channel that dials 101 in from-queue; FreePBX's Local legs carry
+prefixes (`FMPR-`, `FMGL-`, `LC-`, `RG-600*-`) around the number they stand for. A Dial string says
+whether a device was dialled as an endpoint (`PJSIP/101`, `PJSIP/client2/sip:client2@10.0.0.5`,
+`SIP/101`) or with a number to call through it (`PJSIP/2125550188@voipms`, `SIP/voipms/2125550188`,
+`DAHDI/g0/2125550188`): the second is what trunks are dialled with.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple, Optional
+
+DEVICE_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI", "ZAP", "SKINNY", "SCCP", "MGCP", "H323",
+                "OOH323", "UNISTIM", "MOTIF", "USTM"}
+_DEVICE = re.compile(r"^(?P<tech>[A-Za-z0-9]+)/(?P<peer>.+?)(?:-[0-9a-fA-F]{1,8})?(?:<\w+>)?$")
+_LOCAL = re.compile(r"^Local/(?P<exten>[^@]*)@(?P<context>.+?)(?:-[0-9a-fA-F]{4,8})?;(?P<n>\d)$")
+_LOCAL_PREFIX = re.compile(r"^(?:FMPR-|FMGL-|LC-|RG-[^*-]*\*?-)")  # RG-600*-101# (13+), RG-600-101#
+
+
+class Device(NamedTuple):
+    key: str  # "PJSIP/6871322562": the device, the same in every call
+    tech: str
+    peer: str
+
+
+class LocalLeg(NamedTuple):
+    target: str  # the number or extension the leg stands for, prefixes and "#" stripped
+    context: str
+    base: str  # the name without ";1" / ";2": both halves share it
+
+
+@lru_cache(maxsize=8192)
+def device_of(name: str) -> Optional[Device]:
+    """The device behind a channel name, or None (Local, Message/, Parked/, empty...)."""
+    found = _DEVICE.match(name)
+    if not found or found.group("tech").upper() not in DEVICE_TECHS:
+        return None
+    tech, peer = found.group("tech"), found.group("peer")
+    return Device(f"{tech}/{peer}", tech, peer)
+
+
+@lru_cache(maxsize=8192)
+def local_of(name: str) -> Optional[LocalLeg]:
+    """The Local leg of a channel name, or None; a Local name Asterisk cut short has no target."""
+    if not name.startswith("Local/"):
+        return None
+    found = _LOCAL.match(name)
+    base = name.rsplit(";", 1)[0]
+    if not found:
+        return LocalLeg("", "", base)
+    target = _LOCAL_PREFIX.sub("", found.group("exten")).rstrip("#")
+    return LocalLeg(target, found.group("context"), base)
+
+
+class DialTarget(NamedTuple):
+    device: str  # "PJSIP/voipms"
+    number: str  # what was dialled through it ("" = the device itself, as an endpoint)
+
+
+@lru_cache(maxsize=4096)
+def dial_targets(data: str) -> tuple[DialTarget, ...]:
+    """What a Dial() application data dials (Asterisk 1.8 separates arguments with "|")."""
+    first = re.split(r"[,|]", data, maxsplit=1)[0]
+    out = []
+    for part in first.split("&"):
+        tech, _, rest = part.strip().partition("/")
+        if tech.upper() not in DEVICE_TECHS or not rest:
+            continue
+        if "@" in rest and "/" not in rest.split("@", 1)[0]:  # PJSIP/<number>@<trunk>
+            number, peer = rest.split("@", 1)
+            out.append(DialTarget(f"{tech}/{peer.split('/', 1)[0]}", number))
+            continue
+        peer, _, extra = rest.partition("/")
+        if extra.startswith(("sip:", "sips:")):  # PJSIP/<endpoint>/<contact URI>
+            user = extra.split(":", 1)[1].split("@", 1)[0] if "@" in extra else ""
+            out.append(DialTarget(f"{tech}/{peer}", "" if user in ("", peer) else user))
+        else:  # SIP/<peer>, SIP/<trunk>/<number>, DAHDI/g0/<number>
+            out.append(DialTarget(f"{tech}/{peer}", extra))
+    return tuple(out)

@@ -1,0 +1,206 @@
+"""Know the PBX: what `learn` makes of real rows, and the properties the pipeline relies on.
+
+The rows are the shared corpus's (two real Asterisk 20.20.1 PBXes, round A and round B, FreePBX
+context names) and the published rows of ../shared/corpus-public (oscar6262: FreePBX 16/17 with
+10-digit extensions; kelysaina: plain Asterisk with named endpoints, CDR only).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine
+
+from cdrsync.config import PbxConfig
+from cdrsync.interpret.channels import PHONE, TRUNK, classify
+from cdrsync.pbx import PbxModel, learn
+from cdrsync.pbx import store as pbx_store
+from cdrsync.pbx.names import DialTarget, dial_targets, local_of
+from cdrsync.pbx.report import line, lines, summary
+from cdrsync.state.db import metadata
+from tests.corpus import CORPUS, CORPUS_B, PUBLIC, calls_of, corpus_rows, load_csv, load_sql
+
+
+def _rows(folder):
+    return corpus_rows(folder)
+
+
+def _model(folder, **pbx) -> PbxModel:
+    cdr, cel = _rows(folder)
+    return learn(cdr, cel, pbx=PbxConfig(**pbx))
+
+
+def _shown(model: PbxModel) -> dict[tuple[str, str], tuple]:
+    return {(k.kind, k.name): (k.devices, k.members) for k in model.known}
+
+
+@pytest.mark.parametrize("folder, phones, trunk, groups, queue", [
+    (CORPUS, ["101", "102", "103", "104", "105"], "carrier",
+     {"600": ("101", "102", "103"), "601": ("101", "102", "103")}, ("400", ("101", "102", "103"))),
+    # round B's hunt group 701 lists 201, 202, 203, but no call ever went past 202
+    (CORPUS_B, ["201", "202", "203", "204", "205"], "voipbiz",
+     {"700": ("201", "203", "204"), "701": ("201", "202")}, ("500", ("201", "202", "203"))),
+], ids=["round A", "round B"])
+def test_the_corpus_pbx_is_learned_as_its_readme_describes_it(folder, phones, trunk, groups,
+                                                              queue):
+    shown = _shown(_model(folder))
+    assert sorted(n for k, n in shown if k == "phone") == phones
+    assert all(shown[("phone", p)][0] == (f"PJSIP/{p}",) for p in phones)
+    assert [n for k, n in shown if k == "trunk"] == [trunk]
+    assert {n: shown[("ring group", n)][1] for k, n in shown if k == "ring group"} == groups
+    assert shown[("queue", queue[0])][1] == queue[1]
+    assert [n for k, n in shown if k == "ivr"] == (["ivr-1"] if folder == CORPUS else ["ivr-2"])
+
+
+def test_round_b_evidence_reads_as_an_admin_would_check_it():
+    text = lines(_model(CORPUS_B))
+    assert text[0] == "learned from 756 rows (36 calls): 5 phones, 1 trunk, 2 ring groups, " \
+                      "1 queue, 1 ivr, 3 voicemail boxes"
+    assert "trunk voipbiz: 24 calls entered on from-pstn; 24 calls that came in on a DID " \
+           "(cdr.did); 7 times dialled as an endpoint of context from-pstn; 7 times dialled " \
+           "with a number to call; 4 times dialled by an outbound route " \
+           "(macro-dialout-trunk)" in text
+    assert "ring group 700: members 201 203 204 (2 calls through ext-group)" in text
+    assert "ring group 701: members 201 202 (1 call through ext-group)" in text
+    assert any(t.startswith("phone 204 (PJSIP/204): ") and "calls begun in from-internal" in t
+               for t in text)
+
+
+def test_ten_digit_extensions_are_phones_and_named_trunks_trunks():
+    """oscar6262 (FreePBX 16/17): the softphone PJSIP/6871322562 begins its calls in
+    from-internal; TRUNK200 brings calls in on from-pstn and is dialled with numbers."""
+    cdr, cel = load_sql(PUBLIC / "freepbx-oscar6262-2024/asteriskcdrdb_cdr_cel.sql")
+    model = learn(cdr, cel)
+    assert model.device("PJSIP/6871322562") == ("phone", "6871322562")
+    assert model.device("PJSIP/TRUNK200") == ("trunk", "")
+    # PJSIP/202 is reached by dialling 6871322563 through follow-me, but its own caller id and
+    # cnum say 202: the follow-me number is not its extension
+    assert model.device("PJSIP/202") == ("phone", "202")
+    phone = next(k for k in model.known if k.name == "6871322562")
+    assert line(phone).startswith("phone 6871322562 (PJSIP/6871322562): 186 calls begun in "
+                                  "from-internal")
+
+
+def test_named_endpoints_are_the_phones_of_the_numbers_that_reach_them():
+    """kelysaina (plain Asterisk, cdr_custom CSV, no FreePBX columns): client1 dials 6789 and
+    PJSIP/client2 answers, client2 dials 1234 and PJSIP/client1 answers."""
+    model = learn(load_csv(PUBLIC / "asterisk-kelysaina-cdrcustom-2023/Master.csv"), [])
+    assert model.device("PJSIP/client2") == ("phone", "6789")
+    assert model.device("PJSIP/client1") == ("phone", "1234")
+    assert classify("PJSIP/client2-00000003", PbxConfig(), model).ext == "6789"
+
+
+def test_a_transfer_does_not_rename_the_phone_it_reached():
+    """After a blind transfer the trunk's next Dial (PJSIP/104) still shows dst 101 (round A
+    s15): only a channel's first Dial names the phone it reached."""
+    cdr, _ = _rows(CORPUS)
+    transfer = [r for r in cdr if r.linkedid == "1795698163.63"]  # s15: only its cdr rows
+    assert {r.dstchannel.split("-")[0] for r in transfer} == {"PJSIP/101", "PJSIP/104"}
+    model = learn(transfer, [])
+    assert model.device("PJSIP/104") == ("phone", "104")  # from its name, not "101"
+
+
+def test_learning_call_by_call_is_learning_all_at_once():
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    model = None
+    for call in calls:
+        model = learn(call.cdr, call.cel, base=model)
+    assert model == learn(cdr, cel)
+    assert hash(model) == hash(learn(cdr, cel)) and model.calls == 36
+
+
+def test_the_model_is_immutable_and_the_store_keeps_it(tmp_path):
+    model = _model(CORPUS_B)
+    with pytest.raises(AttributeError):
+        model.rows = 0
+    engine = create_engine(f"sqlite:///{tmp_path}/state.db")
+    metadata.create_all(engine, tables=[pbx_store.pbx_model])
+    with engine.begin() as conn:
+        assert pbx_store.load(conn) is None
+        pbx_store.save(conn, model, 1000.0)
+        pbx_store.save(conn, model, 2000.0)  # saving again replaces
+    with engine.connect() as conn:
+        again, when = pbx_store.load(conn)
+    assert again == model and when == 2000.0 and again.known == model.known
+
+
+def test_settings_override_what_was_learned():
+    model = _model(CORPUS_B)
+    assert classify("PJSIP/voipbiz-00000001", PbxConfig(), model).kind == TRUNK
+    forced = PbxConfig(trunk_channels=("^PJSIP/201-",))
+    assert classify("PJSIP/201-0000000a", forced, model).kind == TRUNK
+    assert classify("PJSIP/voipbiz-00000001", forced, model).kind == PHONE
+    pattern = PbxConfig(extension_pattern=r"^voip")
+    assert classify("PJSIP/voipbiz-00000001", pattern, model).kind == PHONE
+
+
+def test_unknown_devices_are_guessed_and_say_so():
+    info = classify("SIP/4000-0000000a", PbxConfig(), PbxModel())
+    assert (info.kind, info.ext) == (PHONE, "4000")
+    assert "guessed from its name" in info.rule
+    assert classify("SIP/provider-0000000a", PbxConfig(), PbxModel()).kind == TRUNK
+
+
+def test_ring_group_numbers_dialled_through_local_channels_never_ring_as_extensions():
+    """`Local/600@from-internal` (FreePBX ringing a group from a follow-me or an IVR): 600 is
+    the group, learned from the rows that entered ext-group with it."""
+    model = _model(CORPUS)
+    leg = classify("Local/600@from-internal-00000001;1", PbxConfig(), model)
+    assert (leg.ext, leg.group) == ("", "600")
+    assert classify("Local/101@from-queue-00000001;1", PbxConfig(), model).ext == "101"
+
+
+def test_summary_is_thin_for_a_few_calls():
+    assert summary(_model(CORPUS)) == (False, "learned from 29 calls: 5 phones, 1 trunk, "
+                                       "2 ring groups, 1 queue, 1 ivr, 2 voicemail boxes")
+    cdr, cel = _rows(CORPUS)
+    thin, text = summary(learn(cdr[:3], cel[:40]))
+    assert thin and "; too little to know this PBX" in text
+
+
+@pytest.mark.parametrize("data, targets", [
+    ("PJSIP/101,20,Ttr", (DialTarget("PJSIP/101", ""),)),
+    ("PJSIP/2125550188@voipms,300", (DialTarget("PJSIP/voipms", "2125550188"),)),
+    ("PJSIP/client2/sip:client2@10.0.0.5:5060,20", (DialTarget("PJSIP/client2", ""),)),
+    ("PJSIP/voipms/sip:2125550188@sip.example.com", (DialTarget("PJSIP/voipms", "2125550188"),)),
+    ("SIP/voipms/2125550188,300,T", (DialTarget("SIP/voipms", "2125550188"),)),  # FreePBX 13
+    ("SIP/4660|20|tr", (DialTarget("SIP/4660", ""),)),  # Asterisk 1.8 separators
+    ("PJSIP/101&PJSIP/102", (DialTarget("PJSIP/101", ""), DialTarget("PJSIP/102", ""))),
+    ("Local/3125550188@from-internal/n,18", ()),
+])
+def test_dial_strings(data, targets):
+    assert dial_targets(data) == targets
+
+
+def test_local_leg_prefixes():
+    assert local_of("Local/RG-600*-101#@from-internal-00a1;1").target == "101"
+    assert local_of("Local/RG-600-9119110445540554516#@from-internal-db7e;1").target == \
+        "9119110445540554516"  # FreePBX 2.8 (mango)
+    assert local_of("Local/FMGL-92125550188#@from-internal-0001;2").target == "92125550188"
+
+
+def test_the_keeper_samples_once_learns_each_pass_and_remembers(tmp_path):
+    """The running product's model (cdrsync.pbx.keeper) on the demo database cdrsync ships (a
+    copy of round A as SQLite): a first start learns from the newest rows and stores the model
+    with the first pass; a restart loads it instead of reading the PBX again."""
+    from cdrsync.demo import DATA as demo
+    from cdrsync.pbx.keeper import Keeper, current
+    from cdrsync.source.reader import Source
+    from cdrsync.state.db import open_store
+
+    source = Source(f"sqlite:///{demo}")
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    assert current(state_url, source, PbxConfig())[1].startswith("learned now")
+    store = open_store(state_url)
+    keeper = Keeper(store, source, PbxConfig())
+    first = keeper.model
+    assert first.calls == 29 and first.device("PJSIP/carrier") == ("trunk", "")
+    cdr, cel = _rows(CORPUS)
+    grown = keeper.learn_calls(calls_of(cdr, cel)[:2])
+    assert grown.calls == first.calls + 2  # the pass's calls are added to the sample
+    keeper.save(1000.0)
+    restarted = Keeper(store, Source("sqlite:////nonexistent/never-read.sqlite"), PbxConfig())
+    assert restarted.model == grown  # loaded from the store: the PBX was not read again
+    assert current(state_url, source, PbxConfig()) == (grown, "stored in the state store")
+    store.dispose()
+    source.close()
