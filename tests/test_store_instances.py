@@ -43,14 +43,9 @@ def instance_config(folder: Path, pbx_url: str, stub: PlanfixStub, store: str,
                        schedule={"interval": 1})
 
 
-def busy_soon(cfg: Path, seconds: float = 30) -> bool:
-    """Whether a sync finds the lock taken, trying for a while (a daemon starting up)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if BUSY in cdrsync(cfg, "sync").stderr:
-            return True
-        time.sleep(0.3)
-    return False
+def running(daemon: subprocess.Popen) -> bool:
+    """Wait for the daemon's "running" line (it holds its lock from before that line on)."""
+    return any("running: a pass every" in line for line in daemon.stderr)
 
 
 def test_two_instances_in_one_postgresql_store_with_the_same_callids_never_meet(
@@ -65,10 +60,15 @@ def test_two_instances_in_one_postgresql_store_with_the_same_callids_never_meet(
         # office2 has not run: none of office1's cursors or calls is its
         status2 = json.loads(cdrsync(cfg2, "status", "--json", check=True).stdout)
         assert status2["cursors"] == {} and status2["delivery"]["calls"] == 0
+        # nor the PBX model office1's pass stored (read without creating anything)
+        model1 = json.loads(cdrsync(cfg1, "pbx", "--json", check=True).stdout)
+        model2 = json.loads(cdrsync(cfg2, "pbx", "--json", check=True).stdout)
+        assert model1["source"].startswith("stored") and model2["source"].startswith("learned")
         # separate locks: office1's daemon holds office1's lock only
         daemon = start_cdrsync(cfg1, "run")
         try:
-            assert busy_soon(cfg1), "office1's daemon never held office1's lock"
+            assert running(daemon), "office1's daemon did not start"
+            assert BUSY in cdrsync(cfg1, "sync").stderr
             other = cdrsync(cfg2, "sync", check=True)
             assert BUSY not in other.stderr
             assert daemon.poll() is None
