@@ -161,7 +161,7 @@ def _tell_dry_run(pipeline) -> None:
 
 
 def _locked(obj: Context) -> RunLock:
-    return RunLock(obj.cfg.state.url)
+    return RunLock(obj.cfg.state)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -268,11 +268,16 @@ def run(obj: Context) -> None:
 
     stop = _stop_on_signals()
     try:
-        with _locked(obj):
+        with _locked(obj) as lock:
             pipeline = _pipeline(obj, stop=stop)
+
+            def one_pass():
+                lock.check()  # a server lock goes with its connection: never run unlocked
+                return _timed_pass(pipeline, "sync", lambda: (
+                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
+
             try:
-                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync", lambda: (
-                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg)))))
+                run_forever(pipeline, stop, one_pass)
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -360,7 +365,7 @@ def status(obj: Context, as_json: bool) -> None:
     from .state import ledger, passes, progress, quarantine
     from .state.db import open_store
 
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     with store.connect() as conn:
         report = {
             "last_pass": passes.last(conn),
@@ -470,10 +475,10 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
 
     cfg = obj.cfg
     source = Source.from_config(cfg)
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     try:
         rows = finder.rows_for_callid(source, callid, cfg.source.zone)
-        model = current(cfg.state.url, source, cfg.pbx)[0] if rows is not None else None
+        model = current(cfg.state, source, cfg.pbx)[0] if rows is not None else None
     finally:
         source.close()
     with store.connect() as conn:
@@ -509,7 +514,7 @@ def pbx_model(obj: Context, fresh: bool, as_json: bool) -> None:
     cfg = obj.cfg
     source = Source.from_config(cfg)
     try:
-        model, where = current(cfg.state.url, source, cfg.pbx, fresh)
+        model, where = current(cfg.state, source, cfg.pbx, fresh)
     finally:
         source.close()
     if as_json:
@@ -548,7 +553,7 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bo
         return
     if bool(callid) == all_failed:
         raise click.UsageError("give a CALLID, --failed or --quarantined")
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.retry(conn, None if all_failed else callid)
     store.dispose()
@@ -563,7 +568,7 @@ def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
     from .state import quarantine
     from .state.db import open_store
 
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         wanted = None if callid is None else [e.callid for e in quarantine.entries(
             conn, callid=callid)]
@@ -603,7 +608,7 @@ def skip(obj: Context, callid: str) -> None:
     from .state import ledger, quarantine
     from .state.db import open_store
 
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.skip(conn, callid)
         dropped = quarantine.mark(conn, [e.callid for e in quarantine.entries(conn, callid=callid)],

@@ -96,7 +96,7 @@ class Pipeline:
         self.dry_run = dry_run
         self.out = out
         self.stop = stop or threading.Event()
-        self.store = open_store(cfg.state.url)
+        self.store = open_store(cfg.state)
         self.source = Source.from_config(cfg)
         self.client = PlanfixClient(cfg.planfix)
         self.deliverer = Deliverer(self.store, self.client, cfg)

@@ -1,6 +1,6 @@
-"""The quarantine in the state store: a held call's linkedids count as handled, holding is
-idempotent, a retry that fails keeps the entry with the new reason, one that works hands the call
-to the ledger."""
+"""The quarantine in the state store (SQLite, PostgreSQL, MariaDB): a held call's linkedids count
+as handled, holding is idempotent, a retry that fails keeps the entry with the new reason, one
+that works hands the call to the ledger. Times are kept exactly (epochs, as `db.EPOCH`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from cdrsync.state import ledger, quarantine
 from cdrsync.state.db import open_store
 from tests.planfix_stub import make_call
 
-T0 = 1_800_000_000.0
+T0 = 1_796_222_407.25  # a 4-byte FLOAT would read it back minutes off
 HELD = quarantine.Held("1700000000.1", frozenset({"1700000000.1", "1700000003.7"}), "interpret",
                        "ValueError: call 1700000000.1: no cdr rows and no cel events")
 
 
 @pytest.fixture
-def store(tmp_path):
-    engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+def store(store_url):  # SQLite, PostgreSQL and MariaDB stores in turn (tests/conftest.py)
+    engine = open_store(store_url)
     yield engine
     engine.dispose()
 

@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from sqlalchemy import Column, Connection, Float, String, Table, Text, delete, insert, select
+from sqlalchemy import Column, Connection, String, Table, Text, delete, insert, select
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Direction, Status
 from cdrsync.planfix import messages
 from cdrsync.planfix.messages import Request
-from cdrsync.state.db import metadata
+from cdrsync.state.db import EPOCH, metadata
 from cdrsync.state.ledger import add_requests, calls, store_error
 from cdrsync.timeconv import shifted
 
@@ -55,7 +55,7 @@ responsible_cache = Table(
     Column("phone", String(64), primary_key=True),
     Column("ext", String(64), primary_key=True),
     Column("numbers", Text, nullable=False),  # JSON list of extensions; [] = nobody responsible
-    Column("asked_at", Float, nullable=False),
+    Column("asked_at", EPOCH, nullable=False),
 )
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    Float,
     Integer,
     String,
     Table,
@@ -36,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 
-from cdrsync.state.db import metadata
+from cdrsync.state.db import EPOCH, metadata
 from cdrsync.state.ledger import call_linkedids, handled_linkedids
 
 HELD, RETRY, DROPPED = "held", "retry", "dropped"
@@ -51,8 +50,8 @@ quarantine = Table(
     Column("notify_missed", Boolean, nullable=False),
     Column("state", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False),
-    Column("first_at", Float, nullable=False),
-    Column("last_at", Float, nullable=False),
+    Column("first_at", EPOCH, nullable=False),
+    Column("last_at", EPOCH, nullable=False),
 )
 
 
