@@ -1,8 +1,9 @@
 """The matrix's one door to interpretation: every call of a synthetic PBX, told as cdrsync tells it.
 
 cdrsync learns a model of the PBX from *all* its rows (`cdrsync.pbx.learn`, the contract of
-issue 13) and interprets each call with it. What Planfix would receive comes from the request builders themselves, so "sent or not" and
-"which phone" are what the outbox would hold, not a second opinion of them.
+issue 13) and interprets each call with it. What Planfix would receive comes from the request
+builders themselves, so "sent or not" and "which phone" are what the outbox would hold, not a
+second opinion of them.
 """
 
 from __future__ import annotations
