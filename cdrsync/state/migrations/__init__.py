@@ -110,7 +110,11 @@ def _upgrade(conn: Connection, at: Optional[str]) -> None:
     from alembic import command
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up chatter
-    if at is None and inspect(conn).has_table("outbox"):
-        log.info("state store made before schema revisions: adopting it at revision 0001")
-    log.info("state store: upgrading its schema from revision %s to %s", at or "(none)", head())
+    if at is None and not inspect(conn).has_table("outbox"):
+        log.debug("state store: new, creating its schema at revision %s", head())
+    else:  # an upgrade is worth a line in the log: it changed an admin's store
+        if at is None:
+            log.info("state store made before schema revisions: adopting it at revision 0001")
+        log.info("state store: upgrading its schema from revision %s to %s", at or "0001",
+                 head())
     command.upgrade(alembic_config(conn), "head")
