@@ -56,6 +56,7 @@ from cdrsync.grouping import (
 from cdrsync.model import CallRows, CelEvent, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import credible_seconds, local_time
 
 log = logging.getLogger("cdrsync.finder")
 
@@ -116,8 +117,8 @@ class Handover:
 # ---- time -------------------------------------------------------------------------------------
 
 def to_local(epoch: float, zone: ZoneInfo) -> datetime:
-    """UTC epoch -> naive local time of the PBX."""
-    return datetime.fromtimestamp(epoch, zone).replace(tzinfo=None, microsecond=0)
+    """UTC epoch -> naive local time of the PBX (held at the calendar's edge: see timeconv)."""
+    return local_time(epoch, zone)
 
 
 def to_epoch(local: datetime, zone: ZoneInfo) -> float:
@@ -136,10 +137,23 @@ def call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
 
 
 def last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
-    """When the last thing of the call happened (UTC): row end (calldate + duration), event."""
-    ends = [to_epoch(r.calldate, zone) + r.duration for r in call.cdr if r.calldate]
+    """When the last thing of the call happened (UTC): row end (calldate + duration), event.
+    A duration no call has counts as 0: else the call would seem to go on for decades."""
+    ends = [to_epoch(r.calldate, zone) + credible_seconds(r.duration) for r in call.cdr
+            if r.calldate]
     ends += [to_epoch(e.eventtime, zone) for e in call.cel if e.eventtime]
     return max(ends) if ends else None
+
+
+def _credible_end(last: Optional[float], now: float, seen: Optional[tuple[str, float]]
+                  ) -> float:
+    """A call's end as the quiet rules may use it. Rows without a usable time, or with one
+    after now (a PBX clock gone wild, a 9998 date), tell nothing: such a call counts as ended
+    when cdrsync first saw its rows as they are, so that it is still sent once they stay
+    quiet, instead of waiting for ever."""
+    if last is not None and last <= now + CLOCK_MARGIN:
+        return last
+    return seen[1] if seen is not None else now
 
 
 def _fingerprint(call: CallRows) -> str:
@@ -346,11 +360,11 @@ def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
     fresh, _ = drop_handled(groups, handled)
     candidates = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp = _fingerprint(call)
         seen = quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None or seen[0] != fp:
             changes.quiet_set[call.callid] = (fp, now)
         elif now - seen[1] >= cfg.schedule.orphan_after and now - last >= cfg.schedule.orphan_after:
@@ -387,10 +401,10 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
             changes.quiet_set[call.callid] = (fp, now)
     out = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp, seen = _fingerprint(call), quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None and now - last >= cfg.schedule.settle + CLOCK_MARGIN:
             changes.quiet_set[call.callid] = (fp, now)
             out.append(call)  # first seen long after its end (first run, catching up)

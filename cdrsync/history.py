@@ -49,6 +49,7 @@ from cdrsync.grouping import CallAssembler, OpenCall, group_calls, linkedid_key
 from cdrsync.model import CallRows, CdrRow, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import shifted
 
 HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step (if busy)
 HISTORY_EVENTS = 5000  # CEL backfill: cel events read per query
@@ -168,19 +169,23 @@ class _CdrWindow:
         self._order: deque[tuple[datetime, int]] = deque()
         self._by_id: dict[str, set[int]] = defaultdict(set)  # linkedid / uniqueid -> rows
         self._serial = 0
+        for row in source.cdr_undated():  # held until their call takes them (never forgotten)
+            self._hold(row)
 
     def read_until(self, local: datetime) -> None:
         if local <= self._high:
             return
         for row in self._source.cdr_window(self._high, local):
-            if row.calldate is None:
-                continue
-            self._serial += 1
-            self._rows[self._serial] = row
-            self._order.append((row.calldate, self._serial))
-            self._by_id[row.linkedid].add(self._serial)
-            self._by_id[row.uniqueid].add(self._serial)
+            if row.calldate is not None:  # else read once by `cdr_undated`
+                self._order.append((row.calldate, self._hold(row)))
         self._high = local
+
+    def _hold(self, row: CdrRow) -> int:
+        self._serial += 1
+        self._rows[self._serial] = row
+        self._by_id[row.linkedid].add(self._serial)
+        self._by_id[row.uniqueid].add(self._serial)
+        return self._serial
 
     def take(self, ids: Iterable[str]) -> list[CdrRow]:
         """Remove and return the rows whose linkedid or uniqueid is one of `ids`."""
@@ -245,8 +250,7 @@ class _CelStream:
             self.position = event.id
             if self._cdr is None and event.eventtime is not None:
                 self._floor = to_epoch(event.eventtime, self._zone)
-                self._cdr = _CdrWindow(self._source, event.eventtime - timedelta(
-                    seconds=STREAM_SLACK))
+                self._cdr = _CdrWindow(self._source, shifted(event.eventtime, -STREAM_SLACK))
             self._calls.add(event)
         done = read < HISTORY_EVENTS
         if done:
@@ -257,14 +261,14 @@ class _CelStream:
         else:
             complete = self._calls.take_complete(None if done else clock - HOLD)
         if self._cdr is not None and clock is not None:
-            self._cdr.read_until(clock + timedelta(seconds=CLOCK_MARGIN))
+            self._cdr.read_until(shifted(clock, CLOCK_MARGIN))
         oldest = (to_epoch(clock, self._zone) if clock else self._floor) - self._cfg.source.max_call
         whole: list[OpenCall] = []
         doubtful: list[OpenCall] = []
         for call in complete:
             (whole if self._whole(call, oldest) else doubtful).append(call)
         stale = (None if clock is None or done
-                 else clock - timedelta(seconds=self._cfg.source.max_call + STREAM_SLACK))
+                 else shifted(clock, -(self._cfg.source.max_call + STREAM_SLACK)))
         for call in self._calls.calls():
             if done or call.first_time is None or (stale is not None and call.first_time < stale):
                 self._calls.forget(call)
@@ -276,8 +280,8 @@ class _CelStream:
                                                                  ClosedBy.HISTORY)]
         self._ready += self._per_call(doubtful)
         if self._cdr is not None and clock is not None:
-            self._cdr.forget_before(clock - timedelta(
-                seconds=self._cfg.source.max_call + 2 * STREAM_SLACK))
+            self._cdr.forget_before(shifted(clock, -(self._cfg.source.max_call
+                                                     + 2 * STREAM_SLACK)))
         return done
 
     def _whole(self, call: OpenCall, oldest: float) -> bool:
@@ -287,7 +291,7 @@ class _CelStream:
             return False
         return (call.min_epoch >= self._floor + STREAM_SLACK and call.min_epoch >= oldest
                 and self._cdr is not None
-                and call.first_time >= self._cdr.low + timedelta(seconds=STREAM_SLACK))
+                and call.first_time >= shifted(self._cdr.low, STREAM_SLACK))
 
     def _per_call(self, calls: list[OpenCall]) -> list[tuple[int, CallRows]]:
         """The old way for the few calls the stream may not hold whole: expand their linkedids

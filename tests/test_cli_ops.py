@@ -42,7 +42,7 @@ def test_retry_and_skip_say_when_there_is_nothing_to_do(pbx_db, planfix, tmp_pat
     assert cdrsync(cfg, "retry", "--failed").returncode == 1
     assert cdrsync(cfg, "skip", "1.2").returncode == 1
     usage = cdrsync(cfg, "retry")
-    assert usage.returncode == 2 and "give a CALLID or --failed" in usage.stderr
+    assert usage.returncode == 2 and "give a CALLID, --failed or --quarantined" in usage.stderr
 
 
 def test_every_command_has_help_with_an_example():

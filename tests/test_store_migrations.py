@@ -302,7 +302,7 @@ def test_a_declaration_changed_without_a_revision_is_found(tmp_path):
         table.to_metadata(declared)
     Table("outbox", declared, Column("priority", Integer, nullable=False, server_default="0"),
           extend_existing=True)
-    Table("quarantine", declared, Column("callid", String(64), primary_key=True))
+    Table("forgotten", declared, Column("callid", String(64), primary_key=True))
     try:
         found = differences(store, declared)
     finally:

@@ -25,6 +25,7 @@ from cdrsync.model import CdrRow, CelEvent
 from cdrsync.source.rows import (
     CDR_FIELDS,
     CEL_FIELDS,
+    USABLE_TIMES,
     RowDecoder,
     cdr_decoder,
     cel_decoder,
@@ -270,10 +271,15 @@ class Source:
             return 0
         lo_rows = self._all(select(func.min(column("id"))).select_from(self._cel), "min(cel.id)")
         lo, hi = int(lo_rows[0][0] or 0), self._max_id() + 1
+        # events whose time no clock wrote (zero dates, 9999-12-31) say nothing about where a
+        # time lies: probed as "earlier", one at the end of the table sent the search past
+        # every call of the look-back window
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when_known = (column("eventtime") >= first) & (column("eventtime") < end)
         while lo < hi:
             mid = (lo + hi) // 2
             stmt = (select(column("id"), column("eventtime")).select_from(self._cel)
-                    .where(column("id") >= mid).order_by(column("id")).limit(1))
+                    .where(column("id") >= mid, when_known).order_by(column("id")).limit(1))
             rows = self._all(stmt, "searching cel by time")
             if not rows:
                 hi = mid
@@ -323,6 +329,17 @@ class Source:
             stmt = self._cdr_select().where(column("uniqueid").in_(part))
             keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_decoder))
         return list(rows.values())
+
+    def cdr_undated(self) -> list[CdrRow]:
+        """cdr rows of a channel whose calldate no clock wrote (NULL, zero, 1000-01-01,
+        9999-12-31): no calldate window ever holds them, so a backfill reads them once, through
+        the calldate index, to join each to its call by uniqueid (its CEL then dates it)."""
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when = column("calldate")
+        stmt = self._cdr_select().where(or_(when.is_(None), when < first, when >= end),
+                                        column("uniqueid") != "")
+        return self._decode(self._all(stmt, "reading cdr rows without a usable calldate"),
+                            cdr_decoder)
 
     def _calldate_range(self, stmt: Any, start_local: datetime, end_local: Optional[datetime]
                         ) -> Any:

@@ -38,7 +38,8 @@ metadata = MetaData()
 
 # Modules that declare tables on `metadata` (what the migrations must produce, see migrations/).
 TABLE_MODULES = ("cdrsync.state.ledger", "cdrsync.state.progress", "cdrsync.state.passes",
-                 "cdrsync.recordings.late", "cdrsync.state.notices", "cdrsync.pbx.store")
+                 "cdrsync.recordings.late", "cdrsync.state.notices", "cdrsync.pbx.store",
+                 "cdrsync.state.quarantine")
 
 # Epoch seconds as an 8-byte float on every backend: microseconds survive for any date a clock
 # shows. MySQL's FLOAT is 4 bytes (a next_try of 1796222407 was stored as 1796222464), hence DOUBLE

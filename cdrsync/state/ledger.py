@@ -67,6 +67,8 @@ calls = Table(
     Index("ix_calls_phone_start", "phone", "start_utc"),
 )
 
+# Every linkedid cdrsync handled: of a call recorded in `calls`, or of one it quarantined
+# (state/quarantine.py; its callid has no row in `calls`), so that no pass meets either again.
 call_linkedids = Table(
     "call_linkedids", metadata,
     Column("linkedid", String(64), primary_key=True),
