@@ -243,3 +243,39 @@ def test_prune_forgets_old_delivered_bodies_but_never_what_keeps_calls_from_repe
         # recording the pruned call again (a re-run backfill) queues nothing
         assert ledger.record_calls(conn, [(old, ["1.1"], completed_requests(old, cfg))],
                                    "backfill") == []
+
+
+def test_a_long_caller_id_or_ext_never_stops_recording(store):
+    """A SIP URI as caller id (cdr.src and cel.cid_num are varchar(80); a caller id that is no
+    number gives `phone` "" and keeps the raw text) and an absurd ext: PostgreSQL and MySQL enforce
+    the store's column widths, and one such call must not keep the batch from committing."""
+    uri = "sip:" + "very-long-user-part-of-a-webrtc-softphone." * 2 + "@pbx.example.com"
+    assert len(uri) > 64
+    odd = make_call("1700000000.2", phone="", phone_raw=uri, ext="x" * 80)
+    plain = make_call("1700000000.3")
+    reqs = {c.callid: completed_requests(c, CFG) for c in (odd, plain)}
+    with ledger.transaction(store) as conn:
+        new = ledger.record_calls(conn, [(c, {c.callid}, reqs[c.callid]) for c in (odd, plain)],
+                                  "sync", T0)
+    assert sorted(new) == ["1700000000.2", "1700000000.3"]
+    with store.connect() as conn:
+        summary = ledger.summary(conn, "1700000000.2")
+        row = conn.execute(select(ledger.calls.c.phone, ledger.calls.c.ext)
+                           .where(ledger.calls.c.callid == "1700000000.2")).one()
+    assert summary["call"]["phone_raw"] == uri  # nothing of it is lost
+    assert row.phone == "" and row.ext == "x" * 64
+
+
+def test_two_anonymous_callers_are_not_one_caller(store):
+    """The callback window matches callers by the number Planfix knows them by; anonymous callers
+    have none, so one's answered call does not silence the other's missed-call notice."""
+    from cdrsync.state.notices import superseded
+
+    first = make_call("1700000000.1", status=Status.MISSED, phone="", phone_raw="anonymous",
+                      answered_by="", final_ext="")
+    later = make_call("1700000060.1", phone="", phone_raw="anonymous",
+                      start=first.start.replace(minute=31))
+    for call in (first, later):
+        _record(store, call)
+    with store.connect() as conn:
+        assert superseded(conn, first.callid, 10) is None

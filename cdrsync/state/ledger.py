@@ -52,13 +52,15 @@ PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
 STATES = (SENT, PENDING, FAILED, SKIPPED)
 ORIGINS = ("sync", "backfill")
 
+_TEXT = 64  # width of the short text columns of `calls` (ext, phone)
+
 calls = Table(
     "calls", metadata,
     Column("callid", String(64), primary_key=True),
     Column("direction", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("ext", String(64), nullable=False, default=""),
-    Column("phone", String(64), nullable=False, default=""),
+    Column("ext", String(_TEXT), nullable=False, default=""),
+    Column("phone", String(_TEXT), nullable=False, default=""),
     Column("start_utc", DateTime, nullable=True),
     Column("end_utc", DateTime, nullable=True),
     Column("origin", String(16), nullable=False),
@@ -236,8 +238,12 @@ def record_calls(conn: Connection,
 
 
 def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
+    """The `calls` row. `phone` is the number Planfix matches contacts by (E.164, or "" for a
+    caller id that is no number: two anonymous callers are not one caller for the callback
+    window); the raw caller id, which may be any length, stays in `summary`. `ext` is cut to its
+    column, which PostgreSQL and MySQL enforce: a junk value must not stop the whole batch."""
     return {"callid": call.callid, "direction": call.direction.value,
-            "status": call.status.value, "ext": call.ext, "phone": call.phone or call.phone_raw,
+            "status": call.status.value, "ext": call.ext[:_TEXT], "phone": call.phone[:_TEXT],
             "start_utc": _naive_utc(call.start), "end_utc": _naive_utc(call.end),
             "origin": origin, "summary": json.dumps(call_summary(call), ensure_ascii=False),
             "created_at": now}
