@@ -108,7 +108,7 @@ def check_model(cfg: Config) -> CheckResult:
     except SourceError as exc:
         return CheckResult("pbx model", WARN, f"not learned: {redact(str(exc), cfg)}")
     try:
-        model, _ = current(cfg.state.url, source, cfg.pbx)
+        model, _ = current(cfg.state, source, cfg.pbx)
     except SourceError as exc:
         return CheckResult("pbx model", WARN, f"not learned: {redact(str(exc), cfg)}")
     finally:
@@ -549,7 +549,7 @@ def check_state(cfg: Config) -> CheckResult:
     if file is not None and not file.exists():
         return _probe_new_file(file, hint)
     try:
-        engine = open_store(cfg.state.url)
+        engine = open_store(cfg.state)
     except StoreError as exc:
         return CheckResult("state store", FAIL, redact(str(exc), cfg), hint)
     try:
@@ -562,7 +562,7 @@ def check_state(cfg: Config) -> CheckResult:
                 conn.execute(text("DROP TABLE cdrsync_check_probe"))
             finally:
                 trans.rollback()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreError) as exc:
         return CheckResult("state store", FAIL, f"not writable: {redact(describe(exc), cfg)}", hint)
     finally:
         engine.dispose()

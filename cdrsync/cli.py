@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -99,6 +100,11 @@ class _Command(click.Command):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # whoever read stdout has gone (`cdrsync sync --dry-run | head`): nothing to say;
+            # stdout goes to /dev/null so that the interpreter's last flush fails no more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as exc:
             obj = ctx.obj if isinstance(ctx.obj, Context) else None
             cfg = obj._cfg if obj is not None else None
@@ -155,7 +161,7 @@ def _tell_dry_run(pipeline) -> None:
 
 
 def _locked(obj: Context) -> RunLock:
-    return RunLock(obj.cfg.state.url)
+    return RunLock(obj.cfg.state)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -233,16 +239,16 @@ def _timed_pass(pipeline, kind: str, work):
         result = work()
     except SourceError as exc:
         result = PassResult(error=str(exc))
-        log.error("pass failed, PBX database: %s; the next pass tries again", exc)
+        log.error("pass failed: %s; the next pass tries again", exc)  # exc names the database
     sent = result.sent
     error = f", error: {result.error}" if result.error else ""
     if pipeline.dry_run:
-        log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d skipped; "
-                 "nothing sent or recorded%s", kind, result.found, result.printed,
-                 len(result.skipped), error)
+        log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d would be "
+                 "quarantined; nothing sent or recorded%s", kind, result.found, result.printed,
+                 len(result.quarantined), error)
         return result
-    log.info("%s pass: %d call(s) found, %d recorded, %d sent, %d skipped%s", kind, result.found,
-             result.recorded, sent, len(result.skipped), error)
+    log.info("%s pass: %d call(s) found, %d recorded, %d sent, %d quarantined%s", kind,
+             result.found, result.recorded, sent, len(result.quarantined), error)
     with ledger.transaction(pipeline.store) as conn:
         passes.remember(conn, kind, started, time.time(), result.found, sent, result.error)
     return result
@@ -262,11 +268,16 @@ def run(obj: Context) -> None:
 
     stop = _stop_on_signals()
     try:
-        with _locked(obj):
+        with _locked(obj) as lock:
             pipeline = _pipeline(obj, stop=stop)
+
+            def one_pass():
+                lock.check()  # a server lock goes with its connection: never run unlocked
+                return _timed_pass(pipeline, "sync", lambda: (
+                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
+
             try:
-                run_forever(pipeline, stop, lambda: _timed_pass(pipeline, "sync", lambda: (
-                    pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg)))))
+                run_forever(pipeline, stop, one_pass)
             finally:
                 pipeline.close()
     except Busy as exc:
@@ -274,6 +285,7 @@ def run(obj: Context) -> None:
 
 
 STEPS = 1000  # resolution of the backfill progress bar
+QUARANTINE_LISTED = 20  # quarantined calls `status` lists by name (the count covers all)
 
 
 def _parse_day(value: Optional[str], name: str) -> Optional[datetime]:
@@ -343,15 +355,17 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def status(obj: Context, as_json: bool) -> None:
-    """Last pass, cursors, calls sent / pending / failed, the oldest undelivered call.
+    """Last pass, cursors, calls sent / pending / failed, the oldest undelivered call, and the
+    calls in quarantine (rows no step could process) with the reason of each (the first 20;
+    --json lists all).
 
     Example: cdrsync status
     """
     cfg = obj.cfg
-    from .state import ledger, passes, progress
+    from .state import ledger, passes, progress, quarantine
     from .state.db import open_store
 
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     with store.connect() as conn:
         report = {
             "last_pass": passes.last(conn),
@@ -359,6 +373,8 @@ def status(obj: Context, as_json: bool) -> None:
             "cursors": {name: value for name, (value, _at) in
                         progress.read_cursors(conn).items()},
             "delivery": ledger.stats(conn),
+            "quarantine": {"count": quarantine.count(conn),
+                           "calls": [e.as_dict() for e in quarantine.entries(conn)]},
         }
     store.dispose()
     if as_json:
@@ -382,7 +398,7 @@ def _cursor_text(name: str, value: str) -> str:
     if name in ("horizon", "long_scan_at"):
         try:
             return datetime.fromtimestamp(float(value)).isoformat(" ", "seconds")
-        except ValueError:
+        except (ValueError, OverflowError, OSError):  # not a moment this machine can show
             return value
     return value
 
@@ -420,6 +436,21 @@ def _status_lines(report: dict) -> list[str]:
     for flag in ("stalled", "unauthorized"):
         if d.get(flag):
             lines.append(f"delivery {flag} since {when(d[flag]['since'])}: {d[flag]['value']}")
+    lines += _quarantine_lines(report["quarantine"])
+    return lines
+
+
+def _quarantine_lines(report: dict) -> list[str]:
+    from .state.quarantine import Entry, summary
+
+    total = report["count"]
+    hint = "  (cdrsync show CALLID; cdrsync retry --quarantined [CALLID])" if total else ""
+    lines = [f"quarantined:      {total}{hint}"]
+    listed = [Entry(**{**e, "linkedids": tuple(e["linkedids"])})
+              for e in report["calls"][:QUARANTINE_LISTED]]
+    lines += [f"  {summary(entry)}" for entry in listed]
+    if total > len(listed):
+        lines.append(f"  ... and {total - len(listed)} more (cdrsync status --json)")
     return lines
 
 
@@ -439,24 +470,27 @@ def show(obj: Context, callid: str, as_json: bool) -> None:
     from .pbx.keeper import current
     from .show import render_call
     from .source.reader import Source
-    from .state import ledger
+    from .state import ledger, quarantine
     from .state.db import open_store
 
     cfg = obj.cfg
     source = Source.from_config(cfg)
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     try:
         rows = finder.rows_for_callid(source, callid, cfg.source.zone)
-        model = current(cfg.state.url, source, cfg.pbx)[0] if rows is not None else None
+        model = current(cfg.state, source, cfg.pbx)[0] if rows is not None else None
     finally:
         source.close()
-    if rows is None:
-        store.dispose()
-        raise WorkFailed(f"no rows for call {callid} in the PBX database")
     with store.connect() as conn:
-        delivery = ledger.summary(conn, rows.callid)
+        held = quarantine.entries(conn, quarantine.WAITING + (quarantine.DROPPED,), callid)
+        delivery = ledger.summary(conn, rows.callid) if rows is not None else None
     store.dispose()
-    click.echo(render_call(rows, cfg, as_json, delivery, model))
+    if rows is None:
+        if held:
+            raise WorkFailed(f"call {callid} has no rows in the PBX database any more; it was "
+                             f"quarantined: {quarantine.summary(held[0])}")
+        raise WorkFailed(f"no rows for call {callid} in the PBX database")
+    click.echo(render_call(rows, cfg, as_json, delivery, held[0] if held else None, model))
 
 
 @main.command("pbx")
@@ -480,7 +514,7 @@ def pbx_model(obj: Context, fresh: bool, as_json: bool) -> None:
     cfg = obj.cfg
     source = Source.from_config(cfg)
     try:
-        model, where = current(cfg.state.url, source, cfg.pbx, fresh)
+        model, where = current(cfg.state, source, cfg.pbx, fresh)
     finally:
         source.close()
     if as_json:
@@ -495,18 +529,31 @@ def pbx_model(obj: Context, fresh: bool, as_json: bool) -> None:
 @main.command()
 @click.argument("callid", required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed call.")
+@click.option("--quarantined", is_flag=True,
+              help="Process quarantined calls again (all, or CALLID): their rows are re-read and "
+                   "rebuilt, and queued for delivery if that now works.")
 @click.pass_obj
-def retry(obj: Context, callid: Optional[str], all_failed: bool) -> None:
-    """Send a failed call (Planfix said 400) again, at the next pass.
+def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bool) -> None:
+    """Send a failed call (Planfix said 400) again, at the next pass; or, with --quarantined,
+    process again calls no step could process before (after an upgrade or a fix of the rows).
 
-    Example: cdrsync retry 1795697854.0   or   cdrsync retry --failed
+    A quarantined call that now works is queued and sent by the next pass; one that still fails
+    stays quarantined with the new reason. When the daemon is running, it does the work at its
+    next pass.
+
+    Example: cdrsync retry --failed   or   cdrsync retry --quarantined 1795697854.0
     """
     from .state import ledger
     from .state.db import open_store
 
+    if quarantined:
+        if all_failed:
+            raise click.UsageError("give --failed or --quarantined, not both")
+        _retry_quarantined(obj, callid)
+        return
     if bool(callid) == all_failed:
-        raise click.UsageError("give a CALLID or --failed")
-    store = open_store(obj.cfg.state.url)
+        raise click.UsageError("give a CALLID, --failed or --quarantined")
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.retry(conn, None if all_failed else callid)
     store.dispose()
@@ -515,23 +562,62 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool) -> None:
         sys.exit(1)
 
 
+def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
+    """Mark the calls for a retry, then do it here unless another cdrsync is working (that one
+    does it at its next pass: a daemon need not be stopped for it)."""
+    from .state import quarantine
+    from .state.db import open_store
+
+    store = open_store(obj.cfg.state)
+    with store.begin() as conn:
+        wanted = None if callid is None else [e.callid for e in quarantine.entries(
+            conn, callid=callid)]
+        marked = quarantine.mark(conn, wanted, quarantine.RETRY)
+    store.dispose()
+    if not marked:
+        raise WorkFailed(f"call {callid} is not quarantined" if callid
+                         else "no call is quarantined")
+    try:
+        with _locked(obj):
+            pipeline = _pipeline(obj)
+            try:
+                outcome = pipeline.retry_quarantined()
+            finally:
+                pipeline.close()
+    except Busy as exc:
+        click.echo(f"{len(marked)} quarantined call(s) marked; {exc}: it processes them at its "
+                   "next pass")
+        return
+    for done in outcome.recorded:
+        click.echo(f"{done}: processed, queued for delivery at the next pass")
+    for held in outcome.kept:
+        click.echo(f"{held.callid}: still quarantined ({held.step}): {held.reason}")
+    if outcome.kept:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("callid")
 @click.pass_obj
 def skip(obj: Context, callid: str) -> None:
-    """Drop a call's undelivered requests: it will not be sent.
+    """Drop a call's undelivered requests: it will not be sent. A quarantined call is dropped
+    from the quarantine (it stays handled: no pass picks it up again).
 
     Example: cdrsync skip 1795697854.0
     """
-    from .state import ledger
+    from .state import ledger, quarantine
     from .state.db import open_store
 
-    store = open_store(obj.cfg.state.url)
+    store = open_store(obj.cfg.state)
     with store.begin() as conn:
         count = ledger.skip(conn, callid)
+        dropped = quarantine.mark(conn, [e.callid for e in quarantine.entries(conn, callid=callid)],
+                                  quarantine.DROPPED)
     store.dispose()
     click.echo(f"{count} request(s) skipped")
-    if not count:
+    for gone in dropped:
+        click.echo(f"call {gone} dropped from the quarantine")
+    if not count and not dropped:
         sys.exit(1)
 
 

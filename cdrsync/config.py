@@ -85,6 +85,7 @@ class RecordingsConfig:
 class StateConfig:
     url: str = "sqlite:////var/lib/cdrsync/state.db"
     keep_days: int = 90  # delivered requests' bodies kept this long (for `show`); 0 = forever
+    namespace: str = ""  # PostgreSQL: this instance's schema in a store several instances share
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,10 @@ class _Range(NamedTuple):
 # `recordings.link_ttl` has its own check. contrib/cdrsync.toml states each range.
 _RANGES: dict[str, _Range] = {
     # how far back the first sync starts and a CDR-only pass re-reads; no PBX keeps 30 years of
-    # rows (the demo and the corpus tests reach 20 years back over their dated copies)
-    "source.lookback": _Range(_MIN, 30 * _YEAR),
-    "source.max_call": _Range(_MIN, 30 * _YEAR),
+    # rows (the demo and the corpus tests reach 20 years back over their dated copies); the low
+    # end is guarded by the checks against settle + interval and lookback (tests shrink both)
+    "source.lookback": _Range(1, 30 * _YEAR),
+    "source.max_call": _Range(1, 30 * _YEAR),
     # a long call found more than a day late is no longer news
     "source.long_every": _Range(1, _DAY, off="every pass"),
     # the calls of a batch are held in memory and recorded in one transaction
@@ -342,6 +344,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: not an SQLAlchemy URL (e.g. mysql+pymysql://user:pw@host/db)")
     if _same_database(cfg.source.url, cfg.state.url):
         raise ConfigError("state.url: must not be the PBX database; cdrsync never writes there")
+    _validate_namespace(cfg.state)
     for key, url in (("planfix.url", cfg.planfix.url),
                      ("planfix.missed_url", cfg.planfix.missed_url),
                      ("recordings.base_url", cfg.recordings.base_url)):
@@ -482,6 +485,19 @@ def _check_database_url(key: str, url: str) -> None:
             f"{key}: the {parsed.drivername} driver is not installed ({exc.name or exc}); "
             f"{hint.get(parsed.get_backend_name(), 'install it in the same environment')}"
         ) from None
+
+
+def _validate_namespace(state: StateConfig) -> None:
+    """A namespace is a PostgreSQL schema: MySQL's schemas are databases, SQLite's are files."""
+    if not state.namespace:
+        return
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", state.namespace) or \
+            state.namespace.startswith("pg_"):
+        raise ConfigError("state.namespace: lower-case letters, digits and _, not starting with "
+                          "a digit or pg_, at most 63 (it names a PostgreSQL schema)")
+    if not re.match(r"^postgresql(\+\w+)?://", state.url):
+        raise ConfigError("state.namespace: only for a PostgreSQL state store; with SQLite give "
+                          "each instance its own file, with MySQL its own database, in state.url")
 
 
 def _same_database(a: str, b: str) -> bool:

@@ -178,7 +178,7 @@ def _main(cfg: Config, shared: Any, report: Any, parent: int) -> None:
 
 
 def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
-    store = open_store(cfg.state.url)
+    store = open_store(cfg.state)
     client = PlanfixClient(cfg.planfix)
     deliverer = Deliverer(store, client, cfg, keep_lags=False)
     try:

@@ -23,7 +23,10 @@ Where a call is known to be over:
 
 The first sync on a database with years of rows starts with the calls that ENDED within the last
 `lookback` s (CEL: at `cel_id_at(now - lookback)`; CDR-only: calls whose last row ended after that
-moment). Older calls are the business of `cdrsync backfill` (`find_history`).
+moment). Older calls are the business of `cdrsync backfill` (`find_history`). After a backfill
+that reached the present, the first sync starts where it stopped instead (`Handover`), however
+long ago: CEL at the last cel id it read; CDR-only with the calls that started from its cursor
+(those beyond the reach of the scans are walked first by `history.catch_up`).
 
 Nothing here writes to the store: every discovery carries a `commit(conn)` that the pipeline runs
 in the same transaction as its ledger write, so a crash loses neither calls nor progress. The
@@ -53,6 +56,7 @@ from cdrsync.grouping import (
 from cdrsync.model import CallRows, CelEvent, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import credible_seconds, local_time
 
 log = logging.getLogger("cdrsync.finder")
 
@@ -60,6 +64,8 @@ Handled = Callable[[Iterable[str]], "set[str]"]
 
 CEL_CURSOR = "cel_end"
 HORIZON = "horizon"  # UTC epoch before which the live sync ignores calls (first sync - lookback)
+HANDOVER = "handover"  # where the last backfill that reached the present stopped (`Handover`)
+HISTORY_PREFIX = "history:"  # the cursors of backfill ranges
 LONG_SCAN = "long_scan_at"
 MAX_BATCHES = 20  # LINKEDID_END batches read per pass; the rest waits for the next pass
 EXPAND_ROUNDS = 6
@@ -81,11 +87,38 @@ class Discovery:
     settled_at: Optional[float] = None
 
 
+@dataclass(frozen=True)
+class Handover:
+    """Where the last finished backfill that reached the present stopped, so that the first live
+    pass takes over exactly there however long after it runs. `history` writes it with the
+    backfill's last calls; only a first sync (no `horizon` yet) reads it.
+
+    `start` (PBX-local): every call that started before it was handled. A CDR-only backfill's
+    cursor; for a CEL backfill its `now` less `max_call` (a call ends at most that long after it
+    starts). `cel_id`: the last cel id a CEL backfill read, where the CEL cursor takes over."""
+
+    start: datetime
+    cel_id: Optional[int] = None
+
+    def encode(self) -> str:
+        text = self.start.isoformat(sep=" ")
+        return text if self.cel_id is None else f"{self.cel_id} {text}"
+
+    @classmethod
+    def decode(cls, value: Optional[str]) -> Optional[Handover]:
+        if not value:
+            return None
+        head, _, rest = value.partition(" ")
+        if head.isdigit() and ":" in rest:
+            return cls(datetime.fromisoformat(rest), int(head))
+        return cls(datetime.fromisoformat(value))
+
+
 # ---- time -------------------------------------------------------------------------------------
 
 def to_local(epoch: float, zone: ZoneInfo) -> datetime:
-    """UTC epoch -> naive local time of the PBX."""
-    return datetime.fromtimestamp(epoch, zone).replace(tzinfo=None, microsecond=0)
+    """UTC epoch -> naive local time of the PBX (held at the calendar's edge: see timeconv)."""
+    return local_time(epoch, zone)
 
 
 def to_epoch(local: datetime, zone: ZoneInfo) -> float:
@@ -104,10 +137,23 @@ def call_start(call: CallRows, zone: ZoneInfo) -> Optional[float]:
 
 
 def last_end(call: CallRows, zone: ZoneInfo) -> Optional[float]:
-    """When the last thing of the call happened (UTC): row end (calldate + duration), event."""
-    ends = [to_epoch(r.calldate, zone) + r.duration for r in call.cdr if r.calldate]
+    """When the last thing of the call happened (UTC): row end (calldate + duration), event.
+    A duration no call has counts as 0: else the call would seem to go on for decades."""
+    ends = [to_epoch(r.calldate, zone) + credible_seconds(r.duration) for r in call.cdr
+            if r.calldate]
     ends += [to_epoch(e.eventtime, zone) for e in call.cel if e.eventtime]
     return max(ends) if ends else None
+
+
+def _credible_end(last: Optional[float], now: float, seen: Optional[tuple[str, float]]
+                  ) -> float:
+    """A call's end as the quiet rules may use it. Rows without a usable time, or with one
+    after now (a PBX clock gone wild, a 9998 date), tell nothing: such a call counts as ended
+    when cdrsync first saw its rows as they are, so that it is still sent once they stay
+    quiet, instead of waiting for ever."""
+    if last is not None and last <= now + CLOCK_MARGIN:
+        return last
+    return seen[1] if seen is not None else now
 
 
 def _fingerprint(call: CallRows) -> str:
@@ -186,12 +232,11 @@ def find_finished(source: Source, store: Engine, cfg: Config, now: float, handle
     changes = progress.Changes(now=now)
     notes: list[str] = []
     horizon = float(cursors[HORIZON]) if HORIZON in cursors else None
+    handover: Optional[Handover] = None
     if horizon is None:
-        horizon = now - cfg.source.lookback
+        handover = Handover.decode(cursors.get(HANDOVER))
+        horizon = _first_horizon(cfg, now, handover, set(cursors), notes)
         changes.cursors[HORIZON] = repr(horizon)
-        notes.append(f"first sync: starting with calls that ended after "
-                     f"{to_local(horizon, cfg.source.zone):%Y-%m-%d %H:%M:%S} (PBX time); "
-                     "use `cdrsync backfill` for older calls")
     # the first pass scans long too: a long call that ended after the horizon started before it
     long_due = (LONG_SCAN not in cursors
                 or now - float(cursors[LONG_SCAN]) >= cfg.source.long_every)
@@ -200,8 +245,8 @@ def find_finished(source: Source, store: Engine, cfg: Config, now: float, handle
         changes.quiet_prune_before = now - 2 * cfg.source.max_call - cfg.schedule.orphan_after
     settling: list[float] = []
     if source.schema.cel_mode:
-        calls, busy = _cel_pass(source, cfg, now, handled, cursors, pending, horizon, changes,
-                                notes, settling)
+        calls, busy = _cel_pass(source, cfg, now, handled, cursors, pending, horizon, handover,
+                                changes, notes, settling)
         if long_due:
             calls += _orphan_scan(source, cfg, now, handled, quiet, horizon, busy, changes, notes)
     else:
@@ -211,14 +256,38 @@ def find_finished(source: Source, store: Engine, cfg: Config, now: float, handle
                      settled_at=min(settling, default=None))
 
 
+def _first_horizon(cfg: Config, now: float, handover: Optional[Handover], names: set[str],
+                   notes: list[str]) -> float:
+    """Where the live sync starts: where the last backfill that reached the present stopped, so
+    that no call between the two is lost however long apart they ran, else now - lookback."""
+    zone = cfg.source.zone
+    horizon = now - cfg.source.lookback
+    if handover is not None:
+        notes.append(f"first sync: taking over where the backfill stopped, with the calls that "
+                     f"started from {handover.start:%Y-%m-%d %H:%M:%S} (PBX time)")
+        return min(horizon, to_epoch(handover.start, zone))
+    notes.append(f"first sync: starting with calls that ended after "
+                 f"{to_local(horizon, zone):%Y-%m-%d %H:%M:%S} (PBX time); "
+                 "use `cdrsync backfill` for older calls")
+    if any(name.startswith(HISTORY_PREFIX) for name in names):
+        notes.append("no backfill reached the present (it was stopped, or its --until is past): "
+                     "the calls between its end and that moment are left to `cdrsync backfill "
+                     "--since ...`; a backfill without --until hands over to the live sync")
+    return horizon
+
+
 def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors: dict[str, str],
-              pending: dict[str, tuple[float, str]], horizon: float, changes: progress.Changes,
-              notes: list[str], settling: list[float]) -> tuple[list[CallRows], set[str]]:
+              pending: dict[str, tuple[float, str]], horizon: float,
+              handover: Optional[Handover], changes: progress.Changes, notes: list[str],
+              settling: list[float]) -> tuple[list[CallRows], set[str]]:
     """CEL mode; returns the calls to emit and every linkedid it looked at, and adds to
-    `settling` when each call that waits for cel_settle will be ready."""
+    `settling` when each call that waits for cel_settle will be ready. A first pass after a
+    CEL backfill takes over at the last cel id the backfill read."""
     zone = cfg.source.zone
     if CEL_CURSOR in cursors:
         position = int(cursors[CEL_CURSOR])
+    elif handover is not None and handover.cel_id is not None:
+        position = handover.cel_id
     else:
         position = source.cel_id_at(to_local(horizon, zone)) - 1
         notes.append(f"first sync: CEL cursor starts after cel id {position}")
@@ -291,11 +360,11 @@ def _orphan_scan(source: Source, cfg: Config, now: float, handled: Handled,
     fresh, _ = drop_handled(groups, handled)
     candidates = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp = _fingerprint(call)
         seen = quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None or seen[0] != fp:
             changes.quiet_set[call.callid] = (fp, now)
         elif now - seen[1] >= cfg.schedule.orphan_after and now - last >= cfg.schedule.orphan_after:
@@ -332,10 +401,10 @@ def _cdr_pass(source: Source, cfg: Config, now: float, handled: Handled,
             changes.quiet_set[call.callid] = (fp, now)
     out = []
     for call in fresh:
-        last = last_end(call, zone)
-        if last is None or last < horizon:
-            continue
         fp, seen = _fingerprint(call), quiet.get(call.callid)
+        last = _credible_end(last_end(call, zone), now, seen)
+        if last < horizon:
+            continue
         if seen is None and now - last >= cfg.schedule.settle + CLOCK_MARGIN:
             changes.quiet_set[call.callid] = (fp, now)
             out.append(call)  # first seen long after its end (first run, catching up)

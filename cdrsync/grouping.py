@@ -18,8 +18,12 @@ from typing import Callable, Optional
 
 from cdrsync.model import CallRows, CdrRow, CelEvent, ClosedBy
 
-# `[system-]<epoch>.<counter>`; the system name may itself contain dashes.
-_LINKEDID = re.compile(r"^(?:.*-)?(\d+)\.(\d+)$")
+# `[system-]<epoch>.<counter>`; the system name may itself contain dashes. At most 18 digits
+# each: a longer run is no number Asterisk wrote (and would cost a bignum, or fail to convert).
+_LINKEDID = re.compile(r"^(?:.*-)?(\d{1,18})\.(\d{1,18})$")
+# 9999-01-01 UTC: an epoch from here on names no time a clock can hold with room for the
+# arithmetic done on it (zone offsets, slack); such a linkedid carries no time, like a UUID
+MAX_EPOCH = 253370764800
 # `"<something>_uniqueid":"<value>"` pairs; lenient because FreePBX's extra varchar(512) may cut
 # the JSON anywhere (a cut value has no closing quote and is ignored).
 _EXTRA_UNIQUEID = re.compile(r'"[A-Za-z0-9_]*uniqueid"\s*:\s*"([^"\\]+)"')
@@ -38,9 +42,13 @@ def linkedid_key(linkedid: str) -> tuple[int, int, int, str]:
 
 
 def linkedid_epoch(linkedid: str) -> Optional[int]:
-    """UTC epoch second at which the channel named by a uniqueid/linkedid was created."""
+    """UTC epoch second at which the channel named by a uniqueid/linkedid was created; None
+    when it names none (a UUID, or `99999999999999.1`: past the end of the calendar)."""
     m = _LINKEDID.match(linkedid.strip())
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    epoch = int(m.group(1))
+    return epoch if epoch < MAX_EPOCH else None
 
 
 def transfer_uniqueids(event: CelEvent) -> set[str]:

@@ -6,11 +6,17 @@ primary key: `eventtime` has no index) and `cdr` by a calldate window kept just 
 calls are grouped in memory (`grouping.CallAssembler`) and forgotten once handed out, so memory
 stays flat however long the range. A call the stream may not hold whole (straddling `since`, the
 restart cursor or `until`, or older than `max_call`) is read the live way instead
-(`finder.expand` + `finder.with_cdr`). CDR-only mode walks `calldate` in one-hour chunks.
+(`finder.expand` + `finder.with_cdr`). CDR-only mode walks `calldate` in one-hour chunks from
+one row to the next: an empty stretch, however long, costs one probe of the calldate index. So
+the cost follows the rows found, not the calendar given (`--since 2000-01-01` costs what the
+first row's day does); in CEL mode the id range does that by itself.
 
 The position is a cursor named by (since, until); each Discovery's `commit` moves it in the
 caller's ledger transaction, so a stopped backfill continues where it was, nothing lost, nothing
 twice. Calls still in progress, or that ended within the live sync's reach, are left to `sync`.
+A backfill that reaches the present (no --until, or one still to come) records where it stopped
+(`finder.Handover`) with its last calls: a first sync, however much later, takes over there, and
+in CDR-only mode walks the stretch its scans cannot reach the same way (`catch_up`).
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from sqlalchemy import Engine
 from cdrsync.config import Config
 from cdrsync.finder import (
     CLOCK_MARGIN,
+    HANDOVER,
+    HISTORY_PREFIX,
+    HORIZON,
     START_SLACK,
     Discovery,
     Handled,
+    Handover,
     drop_handled,
     expand,
     last_end,
@@ -45,8 +55,9 @@ from cdrsync.grouping import (
 from cdrsync.model import CallRows, CdrRow, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
+from cdrsync.timeconv import shifted
 
-HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step
+HISTORY_CHUNK = timedelta(hours=1)  # CDR-only backfill: calldate span read per step (if busy)
 HISTORY_EVENTS = 5000  # CEL backfill: cel events read per query
 # CEL backfill: stream time a call waits after its last LINKEDID_END before it is emitted, in
 # case a channel of it shows up under a new linkedid (a linkedid change ends the old one first)
@@ -60,7 +71,7 @@ STREAM_SLACK = START_SLACK
 
 def history_key(since_local: datetime, until_local: Optional[datetime]) -> str:
     until = until_local.isoformat(sep=" ") if until_local else "open"
-    return f"history:{since_local.isoformat(sep=' ')}:{until}"
+    return f"{HISTORY_PREFIX}{since_local.isoformat(sep=' ')}:{until}"
 
 
 def find_history(source: Source, store: Engine, cfg: Config, since_local: datetime,
@@ -88,10 +99,19 @@ def find_history(source: Source, store: Engine, cfg: Config, since_local: dateti
                                 batch_calls)
 
 
+def _reaches_present(until_local: Optional[datetime], now: float, cfg: Config) -> bool:
+    """Whether a range ends where the live sync begins (no --until, or one not yet come): only
+    such a backfill hands over to a first sync. One that ends in the past leaves the calls after
+    it to the admin's choice, not to a live sync that would send them with missed-call notices."""
+    return until_local is None or until_local >= to_local(now, cfg.source.zone)
+
+
 def _history_discovery(calls: list[CallRows], handled: Handled, key: str, value: str, now: float,
-                       share: float) -> Discovery:
+                       share: float, handover: Optional[Handover] = None) -> Discovery:
     fresh, old = drop_handled(calls, handled)
     changes = progress.Changes(now=now, cursors={key: value})
+    if handover is not None:
+        changes.cursors[HANDOVER] = handover.encode()
     notes = [f"{len(old)} call(s) already handled, skipped"] if old else []
     return Discovery(calls=fresh, commit=changes.apply, notes=notes, progress=share)
 
@@ -118,7 +138,12 @@ def _cel_history(source: Source, cfg: Config, key: str, saved: Optional[str],
             cursor = min(cap, collected[0][0] - 1) if collected else cap
             yield _history_discovery(_distinct(part), handled, key, str(cursor), now,
                                      (cursor - first) / span)
-    yield _history_discovery(_distinct(collected), handled, key, str(end_id - 1), now, 1.0)
+    handover = None
+    if _reaches_present(until_local, now, cfg):
+        handover = Handover(to_local(now - cfg.source.max_call - START_SLACK, cfg.source.zone),
+                            end_id - 1)
+    yield _history_discovery(_distinct(collected), handled, key, str(end_id - 1), now, 1.0,
+                             handover)
 
 
 def _distinct(items: list[tuple[int, CallRows]]) -> list[CallRows]:
@@ -150,19 +175,23 @@ class _CdrWindow:
         self._order: deque[tuple[datetime, int]] = deque()
         self._by_id: dict[str, set[int]] = defaultdict(set)  # linkedid / uniqueid -> rows
         self._serial = 0
+        for row in source.cdr_undated():  # held until their call takes them (never forgotten)
+            self._hold(row)
 
     def read_until(self, local: datetime) -> None:
         if local <= self._high:
             return
         for row in self._source.cdr_window(self._high, local):
-            if row.calldate is None:
-                continue
-            self._serial += 1
-            self._rows[self._serial] = row
-            self._order.append((row.calldate, self._serial))
-            self._by_id[row.linkedid].add(self._serial)
-            self._by_id[row.uniqueid].add(self._serial)
+            if row.calldate is not None:  # else read once by `cdr_undated`
+                self._order.append((row.calldate, self._hold(row)))
         self._high = local
+
+    def _hold(self, row: CdrRow) -> int:
+        self._serial += 1
+        self._rows[self._serial] = row
+        self._by_id[row.linkedid].add(self._serial)
+        self._by_id[row.uniqueid].add(self._serial)
+        return self._serial
 
     def take(self, ids: Iterable[str]) -> list[CdrRow]:
         """Remove and return the rows whose linkedid or uniqueid is one of `ids`."""
@@ -227,8 +256,7 @@ class _CelStream:
             self.position = event.id
             if self._cdr is None and event.eventtime is not None:
                 self._floor = to_epoch(event.eventtime, self._zone)
-                self._cdr = _CdrWindow(self._source, event.eventtime - timedelta(
-                    seconds=STREAM_SLACK))
+                self._cdr = _CdrWindow(self._source, shifted(event.eventtime, -STREAM_SLACK))
             self._calls.add(event)
         done = read < HISTORY_EVENTS
         if done:
@@ -239,14 +267,14 @@ class _CelStream:
         else:
             complete = self._calls.take_complete(None if done else clock - HOLD)
         if self._cdr is not None and clock is not None:
-            self._cdr.read_until(clock + timedelta(seconds=CLOCK_MARGIN))
+            self._cdr.read_until(shifted(clock, CLOCK_MARGIN))
         oldest = (to_epoch(clock, self._zone) if clock else self._floor) - self._cfg.source.max_call
         whole: list[OpenCall] = []
         doubtful: list[OpenCall] = []
         for call in complete:
             (whole if self._whole(call, oldest) else doubtful).append(call)
         stale = (None if clock is None or done
-                 else clock - timedelta(seconds=self._cfg.source.max_call + STREAM_SLACK))
+                 else shifted(clock, -(self._cfg.source.max_call + STREAM_SLACK)))
         for call in self._calls.calls():
             if done or call.first_time is None or (stale is not None and call.first_time < stale):
                 self._calls.forget(call)
@@ -258,8 +286,8 @@ class _CelStream:
                                                                      ClosedBy.HISTORY)]
         self._ready += self._per_call(doubtful)
         if self._cdr is not None and clock is not None:
-            self._cdr.forget_before(clock - timedelta(
-                seconds=self._cfg.source.max_call + 2 * STREAM_SLACK))
+            self._cdr.forget_before(shifted(clock, -(self._cfg.source.max_call
+                                                     + 2 * STREAM_SLACK)))
         return done
 
     def _whole(self, call: OpenCall, oldest: float) -> bool:
@@ -269,7 +297,7 @@ class _CelStream:
             return False
         return (call.min_epoch >= self._floor + STREAM_SLACK and call.min_epoch >= oldest
                 and self._cdr is not None
-                and call.first_time >= self._cdr.low + timedelta(seconds=STREAM_SLACK))
+                and call.first_time >= shifted(self._cdr.low, STREAM_SLACK))
 
     def _per_call(self, calls: list[OpenCall]) -> list[tuple[int, CallRows]]:
         """The old way for the few calls the stream may not hold whole: expand their linkedids
@@ -292,34 +320,105 @@ class _CelStream:
 
 def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
                  since_local: datetime, until_local: Optional[datetime], now: float,
-                 handled: Handled, batch_calls: int) -> Iterator[Discovery]:
+                 handled: Handled, batch_calls: int,
+                 recent: Optional[float] = None) -> Iterator[Discovery]:
+    """CDR-only backfill: the calls that started in [since, until) (until: now at the latest),
+    walked by calldate in chunks of HISTORY_CHUNK from one row to the next (`_busy_chunks`),
+    so that years without a call cost a probe, not a query an hour. A call that ended less than
+    `recent` s ago (default: lookback, or settle if longer) may still be going on: it is left to
+    the live sync, and the cursor stays before it, so that a later run meets it again.
+
+    The cursor means "every call that started before it was handled", so it never passes a
+    call left to the live sync, nor now - max_call: a call going on now started after that, and
+    its rows (written at hang-up) may not be there yet. The share done is rows read over the
+    rows of the range (two counts over the index)."""
     zone = cfg.source.zone
-    end = until_local or to_local(now, zone)
-    position = datetime.fromisoformat(saved) if saved else since_local
-    total = max(1.0, (end - since_local).total_seconds())
+    if recent is None:
+        recent = max(cfg.source.lookback, cfg.schedule.settle)
+    present = to_local(now, zone)
+    end = min(until_local, present) if until_local else present
+    start = datetime.fromisoformat(saved) if saved else since_local
+    total = max(1, source.cdr_count(since_local, end))
+    done = source.cdr_count(since_local, start) if start > since_local else 0
+    held = present - timedelta(seconds=cfg.source.max_call)  # the cursor stays before it
+
+    def cursor(at: datetime) -> str:
+        return max(start, min(at, held)).isoformat(sep=" ")
+
     collected: list[CallRows] = []
-    while position < end:
-        chunk_end = min(position + HISTORY_CHUNK, end)
-        seen = group_calls(source.cdr_window(position, chunk_end), [])
-        if seen:
-            linkedids = set().union(*(c.linkedids for c in seen))
-            uniqueids = {r.uniqueid for c in seen for r in c.cdr}
-            reach = chunk_end + timedelta(seconds=cfg.source.max_call)
-            rows = source.cdr_for_linkedids(linkedids, uniqueids, position, reach)
-            for call in group_calls(rows, [], ClosedBy.HISTORY):
-                start = min(r.calldate for r in call.cdr if r.calldate) if any(
-                    r.calldate for r in call.cdr) else None
-                if start is None or not position <= start < chunk_end:
-                    continue  # another chunk owns it
-                last = last_end(call, zone) or now
-                if now - last < max(cfg.source.lookback, cfg.schedule.settle):
-                    continue  # recent: the live sync's business
-                collected.append(call)
-        position = chunk_end
-        if len(collected) >= batch_calls or position >= end:
-            share = (position - since_local).total_seconds() / total
-            yield _history_discovery(collected, handled, key,
-                                     position.isoformat(sep=" "), now, min(1.0, share))
+    for first, chunk_end, rows in _busy_chunks(source, start, end):
+        done += len(rows)
+        for call in _calls_started(source, cfg, rows, first, chunk_end):
+            if now - (last_end(call, zone) or now) < recent:
+                held = min(held, _first_calldate(call))
+                continue
+            collected.append(call)
+        if len(collected) >= batch_calls:
+            yield _history_discovery(collected, handled, key, cursor(chunk_end), now,
+                                     min(1.0, done / total))
             collected = []
+    last = cursor(end)
+    handover = (Handover(datetime.fromisoformat(last))
+                if _reaches_present(until_local, now, cfg) else None)
+    yield _history_discovery(collected, handled, key, last, now, 1.0, handover)
 
 
+def _busy_chunks(source: Source, start: datetime, end: datetime
+                 ) -> Iterator[tuple[datetime, datetime, list[CdrRow]]]:
+    """(first, chunk end, rows with first <= calldate < chunk end) for each chunk of
+    HISTORY_CHUNK that holds a row, from the first row on or after `start` to the last before
+    `end`: an empty stretch between two rows costs one index probe, however long it is."""
+    position = start
+    while position < end:
+        found = source.next_calldate(position, end)
+        if found is None:
+            return
+        position = max(position, found)
+        chunk_end = min(position + HISTORY_CHUNK, end)
+        yield position, chunk_end, list(source.cdr_window(position, chunk_end))
+        position = chunk_end
+
+
+def _first_calldate(call: CallRows) -> datetime:
+    return min(r.calldate for r in call.cdr if r.calldate)
+
+
+def _calls_started(source: Source, cfg: Config, rows: list[CdrRow], first: datetime,
+                   chunk_end: datetime) -> list[CallRows]:
+    """The calls that started in [first, chunk_end), whole: the chunk's rows name them, their
+    other rows are read by linkedid / uniqueid up to `max_call` past the chunk."""
+    seen = group_calls(rows, [])
+    if not seen:
+        return []
+    linkedids = set().union(*(c.linkedids for c in seen))
+    uniqueids = {r.uniqueid for c in seen for r in c.cdr}
+    reach = chunk_end + timedelta(seconds=cfg.source.max_call)
+    found = source.cdr_for_linkedids(linkedids, uniqueids, first, reach)
+    return [call for call in group_calls(found, [], ClosedBy.HISTORY)
+            if any(r.calldate for r in call.cdr) and first <= _first_calldate(call) < chunk_end]
+
+
+# ---- the first sync after a backfill: the calls between the two --------------------------------
+
+def catch_up(source: Source, store: Engine, cfg: Config, now: float, handled: Handled,
+             batch_calls: int = 500) -> Iterator[Discovery]:
+    """CDR-only, a first sync after a backfill that stopped more than `max_call` ago: the calls
+    that started from where it stopped up to the reach of the live scans (now - max_call), walked
+    as a backfill walks them. The live pass of the same sync takes over from there (its first
+    scan reads the last max_call s); CEL mode needs none of this, its cursor is a cel id.
+
+    Its cursor is named after the hand-over point: stopped, the next sync continues it. Every
+    call of the stretch is emitted: they all started more than max_call ago."""
+    if source.schema.cel_mode:
+        return
+    with store.connect() as conn:
+        cursors = {k: v for k, (v, _) in progress.read_cursors(conn).items()}
+    handover = Handover.decode(cursors.get(HANDOVER))
+    if HORIZON in cursors or handover is None:
+        return
+    reach = to_local(now - cfg.source.max_call, cfg.source.zone)
+    if handover.start >= reach:
+        return
+    key = f"catch-up:{handover.start.isoformat(sep=' ')}"
+    yield from _cdr_history(source, cfg, key, cursors.get(key), handover.start, reach, now,
+                            handled, batch_calls, recent=0)

@@ -3,6 +3,8 @@
 The only place where the parts meet. The rule that keeps calls from being lost or doubled lives
 here: a call's requests enter the ledger (the outbox) in the SAME state-store transaction that moves
 the finder's cursor past its rows, and a request leaves the outbox only after Planfix answered 200.
+A call that one of its steps cannot process costs that call only: it goes to the quarantine, in
+the same transaction, with the step and the reason (see `state/quarantine.py`).
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Optional
 
 from . import finder, history
-from .config import Config
+from .config import Config, redact
 from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .dryrun import DryRunOut
-from .interpret import interpret
 from .model import Call, CallRows
 from .pbx.keeper import Keeper
 from .planfix import messages as pfreq
@@ -30,8 +31,9 @@ from .recordings import late
 from .recordings.convert import playable
 from .recordings.links import make_link
 from .recordings.resolve import Folders, find_recording
+from .salvage import read_call
 from .source.reader import Source
-from .state import ledger
+from .state import ledger, quarantine
 from .state.db import open_store
 
 log = logging.getLogger("cdrsync.pipeline")
@@ -56,10 +58,33 @@ class PassResult:
     recorded: int = 0
     sent: int = 0
     printed: int = 0  # --dry-run: requests printed instead of sent
-    skipped: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # calls no step could process
     drain: Optional[DrainResult] = None
     error: str = ""
     settled_at: Optional[float] = None  # when a call found settling is ready (`run` passes then)
+
+
+@dataclass
+class RetryResult:
+    """What `retry_quarantined` did: calls recorded normally, calls kept with a new reason."""
+
+    recorded: list[str] = field(default_factory=list)
+    kept: list[quarantine.Held] = field(default_factory=list)
+
+
+def _one_line(exc: BaseException, cfg: Config) -> str:
+    """Why a step failed, as one line without secrets (the quarantine's reason)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return redact(f"{type(exc).__name__}: {text}", cfg)[:500]
+
+
+def _log_quarantined(held: list[quarantine.Held], again: bool = False) -> None:
+    """One WARNING per call, when it enters the quarantine (or a retry fails): never per pass."""
+    for h in held:
+        log.warning("call %s %s at step %s: %s; see `cdrsync show %s`, then `cdrsync retry "
+                    "--quarantined %s` once the rows or cdrsync are fixed", h.callid,
+                    "still quarantined" if again else "quarantined", h.step, h.reason,
+                    h.callid, h.callid)
 
 
 class Pipeline:
@@ -71,7 +96,7 @@ class Pipeline:
         self.dry_run = dry_run
         self.out = out
         self.stop = stop or threading.Event()
-        self.store = open_store(cfg.state.url)
+        self.store = open_store(cfg.state)
         self.source = Source.from_config(cfg)
         self.client = PlanfixClient(cfg.planfix)
         self.deliverer = Deliverer(self.store, self.client, cfg)
@@ -89,10 +114,18 @@ class Pipeline:
                   ) -> PassResult:
         now = time.time() if now is None else now
         result = PassResult()
+        if not self.dry_run:  # calls `retry --quarantined` marked while this process worked
+            self.retry_quarantined(now)
+        for gap in history.catch_up(self.source, self.store, self.cfg, now, self._handled,
+                                    batch_calls=self.cfg.source.batch):
+            self._remember(gap, "sync", notify_missed=True, now=now, result=result)
+            result.found += len(gap.calls)
+            if self.stop.is_set():
+                return result  # the first live pass must not begin before the gap is read
         discovery = finder.find_finished(self.source, self.store, self.cfg, now, self._handled)
         for note in discovery.notes:
             log.info("%s", note)
-        result.found = len(discovery.calls)
+        result.found += len(discovery.calls)
         result.settled_at = discovery.settled_at
         self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
         if not self.dry_run:
@@ -158,48 +191,110 @@ class Pipeline:
 
     def _remember(self, discovery: finder.Discovery, origin: str, *, notify_missed: bool,
                   now: float, result: PassResult) -> int:
-        """Interpret the discovery's calls and record them with their requests, moving the
-        cursor in the same transaction; returns the number of requests queued."""
-        prepared = list(self._prepare(discovery.calls, notify_missed, now, result))
+        """Interpret the discovery's calls and record them with their requests, and quarantine
+        those no step could process, moving the cursor in the same transaction; returns the
+        number of requests queued."""
+        prepared, held = self._prepare(discovery.calls, notify_missed, now)
+        result.quarantined += [h.callid for h in held]
         if self.dry_run:
             payloads = [pfreq.as_dry_run(r) for item in prepared for r in item.requests]
             if self.out is not None:
                 self.out.print_requests(payloads)  # a batch in one write, not one per request
             result.printed += len(payloads)
+            for h in held:
+                log.warning("call %s would be quarantined (%s): %s", h.callid, h.step, h.reason)
             return 0
         with ledger.transaction(self.store) as conn:
-            ledger.record_calls(conn, [(item.call, item.linkedids, item.requests)
-                                       for item in prepared], origin)
-            for item in prepared:
-                if item.await_recording:
-                    late.remember(conn, item.call, now + self.cfg.recordings.late_window)
+            self._record(conn, prepared, origin, now)
+            new = quarantine.hold(conn, held, origin, notify_missed, now)
             discovery.commit(conn)
         self.pbx_model.save(now)
+        _log_quarantined([h for h in held if h.callid in set(new)])
         result.recorded += len(prepared)
         return sum(len(item.requests) for item in prepared)
 
-    def _prepare(self, calls: list[CallRows], notify_missed: bool, now: float,
-                 result: PassResult) -> Iterator[Prepared]:
+    def _record(self, conn, prepared: list[Prepared], origin: str, now: float) -> None:
+        ledger.record_calls(conn, [(item.call, item.linkedids, item.requests)
+                                   for item in prepared], origin)
+        for item in prepared:
+            if item.await_recording:
+                late.remember(conn, item.call, now + self.cfg.recordings.late_window)
+
+    def _prepare(self, calls: list[CallRows], notify_missed: bool, now: float
+                 ) -> tuple[list[Prepared], list[quarantine.Held]]:
+        """Each call through every step of its own; a call a step raises for is held for the
+        quarantine with the step and the reason, and costs no other call anything."""
         folders = Folders(self.cfg.recordings.dir)  # each recordings folder listed once a batch
         model = self.pbx_model.learn_calls(calls)
+        prepared: list[Prepared] = []
+        held: list[quarantine.Held] = []
         for rows in calls:
+            step = "interpret"
             try:
-                call = interpret(rows, self.cfg.pbx, self.zone, model)
-            except Exception as exc:  # one bad call must not stop the others (logged, counted)
-                log.error("call %s skipped: its rows could not be interpreted: %s", rows.callid,
-                          exc)
-                result.skipped.append(rows.callid)
+                call = read_call(rows, self.cfg, model)
+                for reason in call.reasons:
+                    log.debug("call %s: %s", call.callid, reason)
+                step = "recording"  # lookup, link, mp3 conversion
+                link, recorded, awaited = self._recording(call, now, folders)
+                step = "requests"
+                requests = pfreq.completed_requests(call, self.cfg, record_link=link,
+                                                    recorded=recorded)
+                # a late `cmd=record` only makes sense for a call Planfix got a COMPLETED for
+                awaited = awaited and bool(requests)
+                if notify_missed:
+                    step = "missed-call recipients"
+                    requests += pfreq.missed_requests(call, self.cfg)
+            except Exception as exc:  # whatever it is, it is this call's alone
+                held.append(quarantine.Held(rows.callid, rows.linkedids, step,
+                                            _one_line(exc, self.cfg)))
                 continue
-            for reason in call.reasons:
-                log.debug("call %s: %s", call.callid, reason)
-            link, recorded, awaited = self._recording(call, now, folders)
-            requests = pfreq.completed_requests(call, self.cfg, record_link=link,
-                                                recorded=recorded)
-            # a late `cmd=record` only makes sense for a call Planfix got a COMPLETED for
-            awaited = awaited and bool(requests)
-            if notify_missed:
-                requests += pfreq.missed_requests(call, self.cfg)
-            yield Prepared(call, rows.linkedids, requests, awaited)
+            prepared.append(Prepared(call, rows.linkedids, requests, awaited))
+        return prepared, held
+
+    # ---- the quarantine ---------------------------------------------------------------------
+    def retry_quarantined(self, now: Optional[float] = None) -> RetryResult:
+        """Process again every quarantined call marked for a retry: its rows re-read from the
+        PBX database and rebuilt; recorded normally (its requests queued) if every step now
+        works, else kept with the new reason. Nothing is sent here: the pass that follows
+        delivers what was queued."""
+        now = time.time() if now is None else now
+        result = RetryResult()
+        with self.store.connect() as conn:
+            due = quarantine.entries(conn, (quarantine.RETRY,))
+        for entry in due:
+            rows = finder.rows_for_callid(self.source, entry.callid, self.zone)
+            if rows is None:
+                held = [quarantine.Held(entry.callid, frozenset(entry.linkedids), "read",
+                                        "no rows for it in the PBX database any more")]
+                prepared: list[Prepared] = []
+            else:
+                prepared, held = self._prepare([rows], entry.notify_missed, now)
+            with ledger.transaction(self.store) as conn:
+                if prepared and self._taken_by_another(conn, prepared[0], entry):
+                    held = [quarantine.Held(entry.callid, frozenset(entry.linkedids), "read",
+                                            f"its rows now belong to call {prepared[0].call.callid}"
+                                            ", which cdrsync recorded already")]
+                    prepared = []
+                for h in held:  # under its entry's callid, should the rows now group otherwise
+                    quarantine.kept(conn, entry.callid, h.step, h.reason, now)
+                if prepared:
+                    quarantine.release(conn, entry.callid)
+                    self._record(conn, prepared, entry.origin, now)
+            if prepared:
+                result.recorded.append(prepared[0].call.callid)
+                log.info("call %s: processed again after quarantine, queued for delivery",
+                         entry.callid)
+            else:
+                result.kept += held
+                _log_quarantined(held, again=True)
+        return result
+
+    @staticmethod
+    def _taken_by_another(conn, item: Prepared, entry: quarantine.Entry) -> bool:
+        """Whether the re-read call reaches linkedids another call handled (then recording it
+        would send that call a second time, or take a quarantined one's rows)."""
+        owners = quarantine.owners(conn, item.linkedids - set(entry.linkedids))
+        return bool(set(owners.values()) - {entry.callid, item.call.callid})
 
     def _recording(self, call: Call, now: float, folders: Folders) -> tuple[str, bool, bool]:
         """(record_link, is_recorded, still awaited) for a call. A file that appears after

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Optional
 
 from .config import Config
-from .interpret import interpret
 from .model import CallRows
 from .pbx import PbxModel
+from .salvage import read_call
+from .state.quarantine import DROPPED, Entry
+from .state.quarantine import summary as quarantine_summary
 
 CDR_COLUMNS = ("calldate", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",
                "duration", "billsec", "disposition", "uniqueid", "linkedid", "sequence", "did",
@@ -36,21 +38,38 @@ def _table(title: str, columns: tuple[str, ...], rows: list[object]) -> list[str
 
 
 def render_call(rows: CallRows, cfg: Config, as_json: bool = False,
-                delivery: Optional[dict] = None, model: Optional[PbxModel] = None) -> str:
+                delivery: Optional[dict] = None, held: Optional[Entry] = None,
+                model: Optional[PbxModel] = None) -> str:
     """`delivery`: what the ledger knows of the call (`ledger.summary`), None if not recorded;
+    `held`: its quarantine entry, if any (rows that can not be rebuilt are shown with why);
     `model`: the learned PBX, as the pipeline would use it (None: learned from the call)."""
-    call = interpret(rows, cfg.pbx, cfg.source.zone, model)
+    try:
+        call = read_call(rows, cfg, model)
+        failure = ""
+    except Exception as exc:  # the rows are shown all the same: they are what needs a look
+        call, failure = None, f"{type(exc).__name__}: {exc}"
     if as_json:
         return json.dumps({
             "cdr": [dataclasses.asdict(r) for r in rows.cdr],
             "cel": [dataclasses.asdict(e) for e in rows.cel],
-            "call": dataclasses.asdict(call),
+            "call": dataclasses.asdict(call) if call else None,
+            "error": failure or None,
             "delivery": delivery,
+            "quarantine": held.as_dict() if held else None,
         }, default=_text, ensure_ascii=False)
     lines = _table("cdr", CDR_COLUMNS, list(rows.cdr))
     lines.append("")
     lines += _table("cel", CEL_COLUMNS, list(rows.cel))
     lines.append("")
+    if held is not None:
+        lines.append(f"quarantined ({held.state}) since "
+                     f"{_text(datetime.fromtimestamp(held.first_at))}: {quarantine_summary(held)}")
+        if held.state != DROPPED:
+            lines.append(f"  once the rows or cdrsync are fixed: cdrsync retry --quarantined "
+                         f"{held.callid}")
+    if call is None:
+        lines.append(f"call {rows.callid}: can not be rebuilt from these rows: {failure}")
+        return "\n".join(lines + _delivery_lines(delivery))
     lines.append(f"call {call.callid}: {call.direction.value}, {call.status.value}")
     for name in ("phone", "phone_raw", "did", "diversion", "ext", "answered_by", "final_ext",
                  "duration", "start", "end", "queue", "ring_group", "closed_by"):

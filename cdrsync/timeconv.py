@@ -1,9 +1,13 @@
-"""PBX local time -> UTC.
+"""PBX local time -> UTC, and time arithmetic that junk times cannot break.
 
 `cdr.calldate` and `cel.eventtime` are naive local times of the PBX. In the DST fall-back hour the
 same wall-clock time happens twice; the epoch inside a channel's `uniqueid`
 (`[system-]<epoch>.<counter>`, UTC) is written when the channel is created, so no event of that
 channel can be earlier: it tells which of the two instants was meant.
+
+Rows may hold times near the end of the calendar (a clock gone wild, a `9998-12-31`): `shifted`
+and `local_time` hold such a time at the calendar's edge instead of raising, so a bound or a wait
+built from it is merely far away, never an OverflowError that stops every call behind it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,35 @@ from zoneinfo import ZoneInfo
 from cdrsync.grouping import linkedid_epoch
 
 _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by rounding
+# s: no phone call lasts a week; a longer (or negative) duration is junk: `INT_MAX` in a hand-made
+# table, a row of a channel whose clock jumped
+LONGEST_CALL = 7 * 86400
+_LAST = datetime.max.replace(microsecond=0)
+_FIRST = datetime.min
+
+
+def shifted(moment: datetime, seconds: float) -> datetime:
+    """`moment` + `seconds`, held at the first or last second of the calendar where the sum
+    would leave it (a PBX time of 9998-12-31 plus a margin is still a bound a query can use)."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return (_LAST if seconds > 0 else _FIRST).replace(tzinfo=moment.tzinfo)
+
+
+def credible_seconds(value: int) -> int:
+    """A duration as rows may be trusted with it: itself when some call could last that long,
+    else 0 (unknown), so that a junk duration never puts a call's end in the far future."""
+    return value if 0 <= value <= LONGEST_CALL else 0
+
+
+def local_time(epoch: float, zone: ZoneInfo) -> datetime:
+    """UTC epoch -> naive local time of the PBX (whole seconds); an epoch no calendar date can
+    show (a junk linkedid's `99999999999999`) is held at the calendar's edge."""
+    try:
+        return datetime.fromtimestamp(epoch, zone).replace(tzinfo=None, microsecond=0)
+    except (OverflowError, ValueError, OSError):
+        return _LAST if epoch > 0 else _FIRST
 
 
 @lru_cache(maxsize=4096)

@@ -225,9 +225,9 @@ def sqlite_pbx(tmp_path: Path) -> Iterator[PbxDatabase]:
         admin.dispose()
 
 
-@pytest.fixture
-def pg_pbx() -> Iterator[PbxDatabase]:
-    """A throw-away PostgreSQL asteriskcdrdb at 127.0.0.1:5432 with a SELECT-only role."""
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """PostgreSQL at 127.0.0.1:5432 (user postgres, trusted); started here if it is down."""
     if not _port_open(POSTGRES):
         versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
         if not versions or not shutil.which("pg_ctlcluster"):
@@ -235,10 +235,16 @@ def pg_pbx() -> Iterator[PbxDatabase]:
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main",
                         "start"], check=False)
         _wait_for(POSTGRES, "PostgreSQL")
+    return "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def pg_pbx(postgres_server: str) -> Iterator[PbxDatabase]:
+    """A throw-away PostgreSQL asteriskcdrdb at 127.0.0.1:5432 with a SELECT-only role."""
     tag = secrets.token_hex(4)
     name, user, password = f"cdrsync_t_{tag}", f"cdrsync_ro_{tag}", secrets.token_hex(12)
-    server = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                           isolation_level="AUTOCOMMIT", future=True)
+    server = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT",
+                           future=True)
     with server.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
         conn.execute(text(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'"))
@@ -268,3 +274,110 @@ def env(pbx_db: MariaDbPbx, planfix: Any, tmp_path: Path):
         return make_config(tmp_path, pbx_db.ro_url, planfix, **overrides)
 
     return pbx_db, planfix, config
+
+
+# ---- cdrsync's own state store on each back-end ------------------------------------------------
+
+STORE_KINDS = ("sqlite", "postgresql", "mysql")
+
+
+class StoreServers:
+    """Throw-away state-store databases on the local MariaDB and PostgreSQL servers.
+
+    `empty(kind)` is a new, empty database (what a first start meets). `migrated(kind)` is a
+    store as cdrsync's revisions make it, with no rows: one database per server, made by
+    `open_store` once a session and emptied (rows, id counters) for each test that asks — making
+    a new one costs up to a second on these shared cores. URLs are the root / superuser's;
+    `drop_all()` drops what `empty` made, force-closing what is still connected (a killed
+    process's lock connection, say).
+    """
+
+    def __init__(self, mariadb: str, postgres: str) -> None:
+        self.servers = {"mysql": mariadb, "postgresql": postgres}
+        self.made: list[tuple[str, str]] = []
+        self._stores: dict[str, str] = {}  # kind -> the session's migrated store
+
+    def url(self, kind: str, name: str) -> str:
+        if kind == "mysql":
+            return f"{self.servers[kind]}/{name}?charset=utf8mb4"
+        return f"{self.servers[kind]}/{name}"
+
+    def _admin(self, kind: str) -> Engine:
+        if kind == "mysql":
+            return create_engine(self.servers[kind] + "/", isolation_level="AUTOCOMMIT")
+        return create_engine(f"{self.servers[kind]}/postgres", isolation_level="AUTOCOMMIT")
+
+    def empty(self, kind: str) -> str:
+        name = f"cdrsync_s_{secrets.token_hex(4)}"
+        admin = self._admin(kind)
+        try:
+            with admin.connect() as conn:
+                if kind == "mysql":
+                    conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+                else:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        self.made.append((kind, name))
+        return self.url(kind, name)
+
+    def migrated(self, kind: str) -> str:
+        from cdrsync.state.db import open_store
+        from cdrsync.state.migrations import VERSION_TABLE
+
+        if kind not in self._stores:
+            self._stores[kind] = self.empty(kind)
+            open_store(self._stores[kind]).dispose()
+        url = self._stores[kind]
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                tables = [t for t in inspect(conn).get_table_names() if t != VERSION_TABLE]
+                if kind == "mysql":
+                    for table in tables:
+                        conn.execute(text(f"TRUNCATE TABLE `{table}`"))
+                else:
+                    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+        finally:
+            engine.dispose()
+        return url
+
+    def drop(self, kind: str, name: str) -> None:
+        admin = self._admin(kind)
+        try:
+            with admin.connect() as conn:
+                if kind == "mysql":
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+                else:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    def drop_all(self, keep: tuple[str, ...] = ()) -> None:
+        for kind, name in self.made:
+            if self.url(kind, name) not in keep:
+                self.drop(kind, name)
+        self.made = [(k, n) for k, n in self.made if self.url(k, n) in keep]
+
+
+@pytest.fixture(scope="session")
+def _store_servers(mariadb_server: str, postgres_server: str) -> Iterator[StoreServers]:
+    servers = StoreServers(mariadb_server, postgres_server)
+    yield servers
+    servers.drop_all()
+
+
+@pytest.fixture
+def store_servers(_store_servers: StoreServers) -> Iterator[StoreServers]:
+    """`StoreServers` whose databases made during the test are dropped after it."""
+    yield _store_servers
+    _store_servers.drop_all(keep=tuple(_store_servers._stores.values()))
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_url(request: Any, tmp_path: Path) -> str:
+    """The URL of a new state store, up to date, on SQLite, PostgreSQL and MariaDB in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("store_servers").migrated(request.param)

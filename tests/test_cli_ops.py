@@ -42,7 +42,7 @@ def test_retry_and_skip_say_when_there_is_nothing_to_do(pbx_db, planfix, tmp_pat
     assert cdrsync(cfg, "retry", "--failed").returncode == 1
     assert cdrsync(cfg, "skip", "1.2").returncode == 1
     usage = cdrsync(cfg, "retry")
-    assert usage.returncode == 2 and "give a CALLID or --failed" in usage.stderr
+    assert usage.returncode == 2 and "give a CALLID, --failed or --quarantined" in usage.stderr
 
 
 def test_every_command_has_help_with_an_example():
@@ -50,3 +50,19 @@ def test_every_command_has_help_with_an_example():
                     "serve-recordings", "init"):
         proc = cdrsync(None, command, "--help", check=True)
         assert "Example:" in proc.stdout, command
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`cdrsync --demo sync --dry-run | head -1`: the reader of stdout goes away before cdrsync
+    is done; cdrsync ends quietly (exit 1, no "internal error", no BrokenPipeError) instead of a
+    traceback. The pipe is closed before cdrsync writes its first line, so the write fails."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cdrsync", "--demo", "sync", "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b"BrokenPipe" not in err and b"internal error" not in err and b"Traceback" not in err
+    assert proc.returncode == 1

@@ -124,7 +124,7 @@ def test_every_numeric_key_has_a_range_but_link_ttl_whose_check_is_its_own():
 def load_with(key: str, value) -> config.Config:
     """A config with `key` = `value`, and the windows checked together with it left room."""
     raw = build(**{key.replace(".", "__"): value})
-    windows = {"lookback": 60 if key == "source.max_call" else 2 * 86400, "max_call": 30 * YEAR}
+    windows = {"lookback": 1 if key == "source.max_call" else 2 * 86400, "max_call": 30 * YEAR}
     for name, default in windows.items():
         raw["source"].setdefault(name, default)
     raw.setdefault("schedule", {}).setdefault("settle", 0)
@@ -193,7 +193,7 @@ def bad_config_line(tmp_path, command: str = "status", **changes) -> str:
     ("planfix__timeout", 0, "planfix.timeout: must be from 0.1 s to 5 min, not 0"),
     ("planfix__rate", 1e300, "planfix.rate: must be 0 (no limit) or from 0.1 to 100 requests/s, "
                              "not 1e+300"),
-    ("source__lookback", 0, "source.lookback: must be from 1 min to 30 years, not 0"),
+    ("source__lookback", 0, "source.lookback: must be from 1 s to 30 years, not 0"),
     ("schedule__interval", 10 ** 30,
      f"schedule.interval: must be from 1 s to 1 day, not {10 ** 30}"),
     ("log__level", "LOUD", "log.level: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),

@@ -23,9 +23,9 @@ UNIT = CONTRIB / "cdrsync.service"
 REQUIRED = {"source.url", "source.timezone", "planfix.url", "planfix.token"}
 
 
-def unit_settings() -> dict[str, list[str]]:
+def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if line and not line.startswith(("#", "[")):
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)

@@ -1,4 +1,5 @@
-"""Draining the outbox to a real loopback Planfix through a real SQLite store.
+"""Draining the outbox to a real loopback Planfix through real SQLite, PostgreSQL and MariaDB
+stores (what only SQLite does — relaxed marks, a read-only file — on SQLite alone).
 
 Wall time (`next_try`) is a fake clock the tests move forward, so hours of outage take no time;
 the rate limiter's clock is faked the same way. What is asserted is what Planfix accepted: the
@@ -57,7 +58,14 @@ class FakeTimeStop(threading.Event):
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(store_url):
+    engine = open_store(store_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     yield engine
     engine.dispose()
@@ -153,7 +161,8 @@ def test_a_call_goes_whole_in_one_drain_whatever_the_batch_boundaries(
 
 
 def test_a_sent_request_costs_one_statement_and_other_connections_stay_durable(
-        planfix, store):  # noqa: F811
+        planfix, sqlite_store):  # noqa: F811
+    store = sqlite_store  # PRAGMA synchronous: SQLite's
     cfg = _cfg(planfix)
     _queue(store, cfg, _callids(300))
     statements: list[str] = []
@@ -497,7 +506,8 @@ def test_missed_notices_after_the_callback_window_unless_called_back(
 
 
 def test_a_store_that_cannot_be_written_stops_delivery_with_one_line(
-        planfix, store, tmp_path):  # noqa: F811
+        planfix, sqlite_store, tmp_path):  # noqa: F811
+    store = sqlite_store  # a read-only file: SQLite's
     cfg = _cfg(planfix)
     _queue(store, cfg, _callids(2))
     readonly = open_store(f"sqlite:///file:{tmp_path / 'state.db'}?mode=ro&uri=true")

@@ -113,8 +113,11 @@ class Pipeline:
         return discovery.calls
 
     def sync(self, now: float, commit: bool = True) -> list:
+        """One pass as `pipeline.sync_pass` makes it: a first sync's catch-up, then the pass."""
+        gap = [c for d in history.catch_up(self.source, self.store, self.cfg, now, self.handled)
+               for c in self.record(d, commit)]
         found = finder.find_finished(self.source, self.store, self.cfg, now, self.handled)
-        return self.record(found, commit)
+        return gap + self.record(found, commit)
 
     def backfill(self, since: datetime, until, now: float, batch_calls: int = 2, stop_after=None):
         for n, discovery in enumerate(history.find_history(

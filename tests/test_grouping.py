@@ -12,6 +12,7 @@ from cdrsync.grouping import (
     CallAssembler,
     assembled_calls,
     group_calls,
+    linkedid_epoch,
     linkedid_key,
     transfer_uniqueids,
 )
@@ -34,6 +35,16 @@ def test_linkedid_key_is_numeric_not_string():
     ids = ["1709280858.10", "1709280858.9", "1709280857.100", "pbx-1-1709280858.2", "abc-uuid"]
     assert sorted(ids, key=linkedid_key) == [
         "1709280857.100", "pbx-1-1709280858.2", "1709280858.9", "1709280858.10", "abc-uuid"]
+
+
+def test_an_epoch_no_calendar_holds_is_no_time():
+    """`99999999999999.1` (seen in the field) and ids of thousands of digits (a TEXT `extra`) sort
+    like other ids but carry no time, as a UUID carries none; they never raise."""
+    assert linkedid_epoch("pbx-1-1709280858.2") == 1709280858
+    assert linkedid_epoch("99999999999999.1") is None
+    huge = "9" * 5000 + ".1"
+    assert linkedid_epoch(huge) is None
+    assert sorted(["99999999999999.1", "1709280858.2", huge], key=linkedid_key)[0] == "1709280858.2"
 
 
 def test_transfer_uniqueids_reads_truncated_extra():

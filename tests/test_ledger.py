@@ -1,8 +1,8 @@
-"""The ledger on a real SQLite store: idempotent recording, per-call order, retry/skip, stats."""
+"""The ledger on real SQLite, PostgreSQL and MariaDB stores: idempotent recording, per-call order,
+retry/skip, stats; what only SQLite does (its driver-level shortcut, a read-only file, a full
+disk) on SQLite alone."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 from sqlalchemy import event, func, select
@@ -19,7 +19,14 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(store_url):
+    engine = open_store(store_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
     yield engine
     engine.dispose()
@@ -84,22 +91,22 @@ def test_due_keeps_the_order_of_a_call_and_holds_back_what_must_wait(store):
         assert [e.key for e in ledger.due(conn, T0, after_id=first.id + 1)] == ["2.1|completed"]
 
 
-def test_mark_sent_on_sqlite_writes_what_the_portable_statement_writes(store):
+def test_mark_sent_on_sqlite_writes_what_the_portable_statement_writes(sqlite_store):
     """SQLite takes a driver-level shortcut (`exec_driver_sql`); other databases the Core
     statement. Both must leave the same row."""
-    _record(store, make_call("1.1", rung=("101", "102")))  # COMPLETED + a Cancelled
-    with ledger.transaction(store) as conn:
+    _record(sqlite_store, make_call("1.1", rung=("101", "102")))  # COMPLETED + a Cancelled
+    with ledger.transaction(sqlite_store) as conn:
         shortcut, portable = ledger.due(conn, T0, include_held=True)
         ledger.mark_retry(conn, shortcut.id, 1, T0, "HTTP 503", T0)  # attempts 1 -> 2 below
         ledger.mark_retry(conn, portable.id, 1, T0, "HTTP 503", T0)
     statements: list[str] = []
-    event.listen(store, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    with ledger.transaction(store) as conn:
+    event.listen(sqlite_store, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with ledger.transaction(sqlite_store) as conn:
         ledger.mark_sent(conn, shortcut.id, T0 + 5)
         conn.execute(ledger._MARK_SENT, {"entry_id": portable.id, "at": T0 + 5})
     assert len(statements) == 2  # the shortcut is an SQL statement like any other (counted)
     columns = [c for c in ledger.outbox.c if c.name not in ("id", "key", "body")]
-    with store.connect() as conn:
+    with sqlite_store.connect() as conn:
         rows = [tuple(conn.execute(select(*columns).where(ledger.outbox.c.id == entry.id)).one())
                 for entry in (shortcut, portable)]
     assert rows[0] == rows[1]
@@ -124,18 +131,6 @@ def test_due_with_held_entries_names_what_each_waits_for_and_describes_the_call(
     with ledger.transaction(store) as conn:
         assert [e.key for e in ledger.due(conn, T0, limit=2, include_held=True)] == [
             "1.1|completed", "1.1|cancelled|102"]
-
-
-def test_an_old_store_gets_the_indexes_added_since(tmp_path):
-    path = tmp_path / "state.db"
-    open_store(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as raw:
-        raw.execute("DROP INDEX ix_outbox_state_id")
-    open_store(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as raw:
-        plan = raw.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state = 'pending' "
-                           "AND id > 5 ORDER BY id LIMIT 10").fetchall()
-    assert "ix_outbox_state_id" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
 def test_a_failed_completed_holds_its_record_but_not_other_calls(store):
@@ -229,8 +224,7 @@ def test_a_full_disk_stops_with_one_clear_line(tmp_path):
             _record(full, call)
 
 
-def test_prune_forgets_old_delivered_bodies_but_never_what_keeps_calls_from_repeating(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+def test_prune_forgets_old_delivered_bodies_but_never_what_keeps_calls_from_repeating(store):
     old, new, waiting = make_call("1.1"), make_call("2.2"), make_call("3.3")
     cfg = stub_config()
     with ledger.transaction(store) as conn:
@@ -249,3 +243,39 @@ def test_prune_forgets_old_delivered_bodies_but_never_what_keeps_calls_from_repe
         # recording the pruned call again (a re-run backfill) queues nothing
         assert ledger.record_calls(conn, [(old, ["1.1"], completed_requests(old, cfg))],
                                    "backfill") == []
+
+
+def test_a_long_caller_id_or_ext_never_stops_recording(store):
+    """A SIP URI as caller id (cdr.src and cel.cid_num are varchar(80); a caller id that is no
+    number gives `phone` "" and keeps the raw text) and an absurd ext: PostgreSQL and MySQL enforce
+    the store's column widths, and one such call must not keep the batch from committing."""
+    uri = "sip:" + "very-long-user-part-of-a-webrtc-softphone." * 2 + "@pbx.example.com"
+    assert len(uri) > 64
+    odd = make_call("1700000000.2", phone="", phone_raw=uri, ext="x" * 80)
+    plain = make_call("1700000000.3")
+    reqs = {c.callid: completed_requests(c, CFG) for c in (odd, plain)}
+    with ledger.transaction(store) as conn:
+        new = ledger.record_calls(conn, [(c, {c.callid}, reqs[c.callid]) for c in (odd, plain)],
+                                  "sync", T0)
+    assert sorted(new) == ["1700000000.2", "1700000000.3"]
+    with store.connect() as conn:
+        summary = ledger.summary(conn, "1700000000.2")
+        row = conn.execute(select(ledger.calls.c.phone, ledger.calls.c.ext)
+                           .where(ledger.calls.c.callid == "1700000000.2")).one()
+    assert summary["call"]["phone_raw"] == uri  # nothing of it is lost
+    assert row.phone == "" and row.ext == "x" * 64
+
+
+def test_two_anonymous_callers_are_not_one_caller(store):
+    """The callback window matches callers by the number Planfix knows them by; anonymous callers
+    have none, so one's answered call does not silence the other's missed-call notice."""
+    from cdrsync.state.notices import superseded
+
+    first = make_call("1700000000.1", status=Status.MISSED, phone="", phone_raw="anonymous",
+                      answered_by="", final_ext="")
+    later = make_call("1700000060.1", phone="", phone_raw="anonymous",
+                      start=first.start.replace(minute=31))
+    for call in (first, later):
+        _record(store, call)
+    with store.connect() as conn:
+        assert superseded(conn, first.callid, 10) is None

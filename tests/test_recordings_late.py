@@ -33,8 +33,8 @@ def test_table_is_created_by_open_store(tmp_path):
         engine.dispose()
 
 
-def test_remember_due_forget_round_trip(tmp_path: Path):
-    engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+def test_remember_due_forget_round_trip(store_url):  # SQLite, PostgreSQL, MariaDB
+    engine = open_store(store_url)
     try:
         with engine.begin() as conn:
             late.remember(conn, a_call("1795697854.0", ("a ü.wav", "2026/11/27/b.wav")), NOW + 100)
@@ -79,8 +79,8 @@ def test_a_remembered_call_is_found_when_its_file_appears(tmp_path: Path):
         engine.dispose()
 
 
-def test_call_without_start_survives_the_store(tmp_path: Path):
-    engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+def test_call_without_start_survives_the_store(store_url):  # SQLite, PostgreSQL, MariaDB
+    engine = open_store(store_url)
     try:
         call = a_call("1.1")
         call.start = None

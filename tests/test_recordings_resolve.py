@@ -418,3 +418,14 @@ def test_corpus_recordings(tmp_path, shared):
             assert found.retry is False, case["scenario"]  # header-only or never recorded
             assert all(f["bytes"] == 44 for f in files), case["scenario"]
     assert ready == 15  # the 15 calls whose file holds sound
+
+
+def test_a_call_dated_at_the_end_of_the_calendar_is_looked_up_without_overflow(tmp_path):
+    """cel rows that say 9999-12-31 once made the day after the start overflow: the lookup, and
+    with it every call behind this one, stopped."""
+    put(tmp_path, "2026/11/26/" + NAME)
+    for start in (datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc),
+                  datetime(1, 1, 1, 0, 30, tzinfo=timezone.utc)):
+        call = FakeCall(("missing.wav",), ("1795697854.0",), start)
+        found = find_recording(call, cfg_for(tmp_path), ZONE, NOW)
+        assert found.state == "none" and "missing.wav" in found.reason

@@ -70,6 +70,8 @@ def test_decode_time(raw, expected):
     ("0000-00-00 00:00:00", "zero date"),
     (datetime(1000, 1, 1), "placeholder"),
     ("1000-01-01 00:00:00", "placeholder"),
+    ("9999-12-31 23:59:59", "placeholder"),  # DATETIME's maximum: "never" in hand-made tables
+    (datetime(9999, 12, 31, 23, 59, 59), "placeholder"),
     ("yesterday", "not a date"),
     ("2024-02-30 10:00:00", "not a date"),
 ])

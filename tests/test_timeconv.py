@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
+from cdrsync.finder import to_local
+from cdrsync.timeconv import local_time, seconds, shifted, to_utc, uniqueid_epoch
 
 BERLIN = ZoneInfo("Europe/Berlin")
 AMBIGUOUS = datetime(2026, 10, 25, 2, 30)  # happens at 00:30 UTC (CEST) and 01:30 UTC (CET)
@@ -50,3 +51,20 @@ def test_cached_readings_do_not_mix_folds_or_zones():
     for _ in range(2):
         assert to_utc(AMBIGUOUS.replace(fold=1), BERLIN) == to_utc(AMBIGUOUS, BERLIN)
         assert to_utc(AMBIGUOUS, moscow) == datetime(2026, 10, 24, 23, 30, tzinfo=timezone.utc)
+
+
+def test_arithmetic_at_the_ends_of_the_calendar_holds_at_the_edge():
+    """Bounds built from junk times (a margin after 9998-12-31 23:59, a window before year 1)
+    stay usable bounds instead of raising OverflowError."""
+    late = datetime(9999, 12, 31, 23, 59, 30)
+    assert shifted(late, 60) == datetime(9999, 12, 31, 23, 59, 59)
+    assert shifted(datetime(1, 1, 1, 0, 0, 30), -3600) == datetime(1, 1, 1)
+    assert shifted(datetime(2026, 1, 1), 90) == datetime(2026, 1, 1, 0, 1, 30)
+    aware = datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc)
+    assert shifted(aware, 7200).tzinfo is timezone.utc
+
+
+def test_an_epoch_no_calendar_holds_becomes_the_edge_of_the_calendar():
+    assert local_time(99999999999999, BERLIN) == datetime(9999, 12, 31, 23, 59, 59)
+    assert to_local(-99999999999999, BERLIN) == datetime.min
+    assert to_local(1767225600.7, BERLIN) == datetime(2026, 1, 1, 1, 0)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Optional
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cdrsync.config import PbxConfig
@@ -23,7 +23,7 @@ from cdrsync.pbx import store
 from cdrsync.pbx.learn import learn
 from cdrsync.pbx.model import PbxModel
 from cdrsync.source.reader import Source
-from cdrsync.state.db import sqlite_file
+from cdrsync.state.db import Store, address, peek_store, sqlite_file
 from cdrsync.state.ledger import transaction
 
 log = logging.getLogger("cdrsync.pbx")
@@ -80,16 +80,16 @@ class Keeper:
             self._dirty = False
 
 
-def current(state_url: str, source: Source, pbx: PbxConfig, fresh: bool = False
+def current(state: Store, source: Source, pbx: PbxConfig, fresh: bool = False
             ) -> tuple[PbxModel, str]:
     """The model the next pass would use, and where it comes from (for `cdrsync pbx`, `show`
     and `check`). Writes nothing, not even a new store: a store that does not exist yet, or
     holds no model, means the first pass will learn from the newest rows, so those are read.
     `fresh`: learn from the newest rows even when a model is stored."""
     stored = None
-    path = sqlite_file(state_url)
+    path = sqlite_file(address(state)[0])
     if not fresh and (path is None or path.is_file()):
-        engine = create_engine(state_url)
+        engine = peek_store(state)
         try:
             with engine.connect() as conn:
                 stored = store.load(conn)

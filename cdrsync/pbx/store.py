@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Optional
 
-from sqlalchemy import Column, Float, Integer, Table, Text, delete, insert, select
+from sqlalchemy import Column, Integer, Table, Text, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cdrsync.pbx.model import PbxModel
-from cdrsync.state.db import metadata
+from cdrsync.state.db import EPOCH, metadata
 
 pbx_model = Table(
     "pbx_model",
@@ -22,7 +22,7 @@ pbx_model = Table(
     Column("observations", Text, nullable=False),
     Column("rows_learned", Integer, nullable=False, default=0),
     Column("calls_learned", Integer, nullable=False, default=0),
-    Column("learned_at", Float, nullable=False, default=0.0),
+    Column("learned_at", EPOCH, nullable=False, default=0.0),
 )
 
 

@@ -20,7 +20,7 @@ import posixpath
 import re
 import stat
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Callable, Optional, Protocol
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ EMPTY_MAX = {"wav": 60, "gsm": 0, "mp3": 512, "ogg": 512, "opus": 512}
 # The mp3 copies made by `convert` are served under this prefix from `cache_dir` (see convert.py).
 CACHE_PREFIX = "cdrsync-mp3/"
 
+_LAST_DAY = date.max.toordinal()
 _NAME_DATE = re.compile(r"-(\d{4})(\d{2})(\d{2})-\d{6}-")
 
 
@@ -278,8 +279,12 @@ def _call_days(start: Optional[datetime], zone: ZoneInfo) -> list[date]:
     """The PBX-local day of the call start, then the day before and after (midnight, skew)."""
     if start is None:
         return []
-    day = start.astimezone(zone).date()
-    return [day, day - timedelta(days=1), day + timedelta(days=1)]
+    try:
+        day = start.astimezone(zone).date()
+    except OverflowError:  # a start at the calendar's edge: its own date will do
+        day = start.date()
+    n = day.toordinal()  # days at the calendar's edges have no neighbour on that side
+    return [date.fromordinal(d) for d in (n, n - 1, n + 1) if 1 <= d <= _LAST_DAY]
 
 
 def _name_day(name: str) -> Optional[date]:

@@ -25,6 +25,7 @@ from cdrsync.model import CdrRow, CelEvent
 from cdrsync.source.rows import (
     CDR_FIELDS,
     CEL_FIELDS,
+    USABLE_TIMES,
     RowDecoder,
     cdr_decoder,
     cel_decoder,
@@ -270,10 +271,15 @@ class Source:
             return 0
         lo_rows = self._all(select(func.min(column("id"))).select_from(self._cel), "min(cel.id)")
         lo, hi = int(lo_rows[0][0] or 0), self._max_id() + 1
+        # events whose time no clock wrote (zero dates, 9999-12-31) say nothing about where a
+        # time lies: probed as "earlier", one at the end of the table sent the search past
+        # every call of the look-back window
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when_known = (column("eventtime") >= first) & (column("eventtime") < end)
         while lo < hi:
             mid = (lo + hi) // 2
             stmt = (select(column("id"), column("eventtime")).select_from(self._cel)
-                    .where(column("id") >= mid).order_by(column("id")).limit(1))
+                    .where(column("id") >= mid, when_known).order_by(column("id")).limit(1))
             rows = self._all(stmt, "searching cel by time")
             if not rows:
                 hi = mid
@@ -324,13 +330,54 @@ class Source:
             keep(self._decode(self._all(stmt, "reading cdr by uniqueid"), cdr_decoder))
         return list(rows.values())
 
+    def cdr_undated(self) -> list[CdrRow]:
+        """cdr rows of a channel whose calldate no clock wrote (NULL, zero, 1000-01-01,
+        9999-12-31): no calldate window ever holds them, so a backfill reads them once, through
+        the calldate index, to join each to its call by uniqueid (its CEL then dates it)."""
+        first, end = (self._param_time(t) for t in USABLE_TIMES)
+        when = column("calldate")
+        stmt = self._cdr_select().where(or_(when.is_(None), when < first, when >= end),
+                                        column("uniqueid") != "")
+        return self._decode(self._all(stmt, "reading cdr rows without a usable calldate"),
+                            cdr_decoder)
+
+    def _calldate_range(self, stmt: Any, start_local: datetime, end_local: Optional[datetime]
+                        ) -> Any:
+        stmt = stmt.where(column("calldate") >= self._param_time(start_local))
+        if end_local is not None:
+            stmt = stmt.where(column("calldate") < self._param_time(end_local))
+        return stmt
+
+    def next_calldate(self, start_local: datetime, end_local: Optional[datetime] = None
+                      ) -> Optional[datetime]:
+        """The first calldate with start <= calldate (< end) that is a time, None if there is
+        none: one probe of the calldate index, so that a walk over the calendar jumps over empty
+        stretches. Placeholder dates (`1000-01-01`, no call) cost one more probe per value."""
+        base = self._calldate_range(select(column("calldate")).select_from(self._cdr),
+                                    start_local, end_local)
+        stmt = base
+        while True:
+            rows = self._all(stmt.order_by(column("calldate")).limit(1),
+                             "probing cdr by calldate")
+            if not rows:
+                return None
+            found = decode_time(rows[0][0])
+            if found is not None:
+                return found
+            stmt = base.where(column("calldate") > rows[0][0])
+
+    def cdr_count(self, start_local: datetime, end_local: datetime) -> int:
+        """How many cdr rows have start <= calldate < end (a count over the calldate index):
+        how much of a backfill's range is done, and how much is left."""
+        stmt = self._calldate_range(select(func.count()).select_from(self._cdr), start_local,
+                                    end_local)
+        return int(self._all(stmt, "counting cdr by calldate")[0][0] or 0)
+
     def cdr_window(self, start_local: datetime, end_local: Optional[datetime] = None
                    ) -> Iterator[CdrRow]:
         """Stream cdr rows with start <= calldate (< end), by calldate, without holding them
         all in memory (server-side cursor)."""
-        stmt = self._cdr_select().where(column("calldate") >= self._param_time(start_local))
-        if end_local is not None:
-            stmt = stmt.where(column("calldate") < self._param_time(end_local))
+        stmt = self._calldate_range(self._cdr_select(), start_local, end_local)
         return self._stream(stmt.order_by(column("calldate")), cdr_decoder,
                             "reading cdr by calldate")
 

@@ -1,7 +1,8 @@
 """Decode raw database values into `CdrRow` / `CelEvent`.
 
 Drivers and schemas disagree: NULLs where FreePBX says NOT NULL, zero dates (`0000-00-00`) that
-PyMySQL returns as None or as a string, the `1000-01-01` default of `cdr.calldate`, bytes in an
+PyMySQL returns as None or as a string, the `1000-01-01` default of `cdr.calldate` (and
+`9999-12-31`, the other end of DATETIME), bytes in an
 old latin1/cp1251 table, numbers stored as text, SQLite times as text, columns that old versions
 lack. Everything here is pure; every oddity that loses information is reported as one line in the
 optional `problems` list so the caller can log it once.
@@ -21,6 +22,11 @@ from cdrsync.model import CdrRow, CelEvent
 
 # Times before this are defaults or junk (`1000-01-01`, `1970-01-01`), never a real call.
 _EARLIEST_YEAR = 1971
+# Nor is a time in the calendar's last year: `9999-12-31` is DATETIME's maximum, the "never"
+# placeholder of hand-made tables, and no arithmetic on it (a day either side) stays in range.
+_LATEST_YEAR = 9998
+# [first, end) of the times a clock wrote: a row dated outside is never in a calldate window
+USABLE_TIMES = (datetime(_EARLIEST_YEAR, 1, 1), datetime(_LATEST_YEAR + 1, 1, 1))
 _TIME = re.compile(
     r"^(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
 )
@@ -92,8 +98,8 @@ def decode_time(
         if parsed is None:
             _note(problems, f"{label} {text[:32]!r} is not a date and time")
             return None
-    if parsed.year < _EARLIEST_YEAR:
-        _note(problems, f"{label} {parsed:%Y-%m-%d} is a placeholder date, not a call")
+    if not _EARLIEST_YEAR <= parsed.year <= _LATEST_YEAR:
+        _note(problems, f"{label} {parsed.isoformat(' ')[:10]} is a placeholder date, not a call")
         return None
     return parsed
 
@@ -196,7 +202,7 @@ class RowDecoder:
                 if type(value) is not int:
                     value = decode_int(value, problems, label)
             elif not (type(value) is datetime and value.tzinfo is None
-                      and value.year >= _EARLIEST_YEAR):
+                      and _EARLIEST_YEAR <= value.year <= _LATEST_YEAR):
                 value = decode_time(value, problems, label)
             values[name] = value
         if self._absent:

@@ -6,8 +6,9 @@ after Planfix answered 200. So a crash loses nothing, and the store, not the PBX
 what retries read from. Keys are stable (callid + purpose), which makes recording idempotent:
 backfill after sync, or sync after backfill, queues nothing twice.
 
-Times: `created_at`, `next_try`, `last_try`, `sent_at`, `since` are epoch seconds (floats, so a
-test can drive them with a fake clock); `start_utc`/`end_utc` are naive UTC datetimes.
+Times: `created_at`, `next_try`, `last_try`, `sent_at`, `since` are epoch seconds (`db.EPOCH`,
+exact floats, so a test can drive them with a fake clock); `start_utc`/`end_utc` are naive UTC
+datetimes.
 
 Every function takes a `Connection` inside the caller's transaction; `transaction(engine)` opens
 one that turns "read-only database" / "disk full" into a one-line `StoreError` (also on a
@@ -29,7 +30,6 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
-    Float,
     Index,
     Integer,
     String,
@@ -37,10 +37,8 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
-    event,
     func,
     insert,
-    inspect,
     select,
     update,
 )
@@ -48,27 +46,31 @@ from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Call
 from cdrsync.planfix.messages import Request
-from cdrsync.state.db import StoreError, describe, metadata
+from cdrsync.state.db import EPOCH, StoreError, describe, metadata
 
 PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
 STATES = (SENT, PENDING, FAILED, SKIPPED)
 ORIGINS = ("sync", "backfill")
+
+_TEXT = 64  # width of the short text columns of `calls` (ext, phone)
 
 calls = Table(
     "calls", metadata,
     Column("callid", String(64), primary_key=True),
     Column("direction", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("ext", String(64), nullable=False, default=""),
-    Column("phone", String(64), nullable=False, default=""),
+    Column("ext", String(_TEXT), nullable=False, default=""),
+    Column("phone", String(_TEXT), nullable=False, default=""),
     Column("start_utc", DateTime, nullable=True),
     Column("end_utc", DateTime, nullable=True),
     Column("origin", String(16), nullable=False),
     Column("summary", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
+    Column("created_at", EPOCH, nullable=False),
     Index("ix_calls_phone_start", "phone", "start_utc"),
 )
 
+# Every linkedid cdrsync handled: of a call recorded in `calls`, or of one it quarantined
+# (state/quarantine.py; its callid has no row in `calls`), so that no pass meets either again.
 call_linkedids = Table(
     "call_linkedids", metadata,
     Column("linkedid", String(64), primary_key=True),
@@ -84,11 +86,11 @@ outbox = Table(
     Column("body", Text, nullable=False),
     Column("state", String(16), nullable=False, default=PENDING),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_try", Float, nullable=False),
+    Column("next_try", EPOCH, nullable=False),
     Column("last_error", Text, nullable=True),
-    Column("created_at", Float, nullable=False),
-    Column("last_try", Float, nullable=True),
-    Column("sent_at", Float, nullable=True),
+    Column("created_at", EPOCH, nullable=False),
+    Column("last_try", EPOCH, nullable=True),
+    Column("sent_at", EPOCH, nullable=True),
     Index("ix_outbox_state_next", "state", "next_try"),
     # `due` walks the pending entries in id order from `after_id`: without this index SQLite
     # gathers and sorts every pending entry for each batch.
@@ -100,18 +102,8 @@ delivery_flags = Table(
     "delivery_flags", metadata,
     Column("name", String(32), primary_key=True),
     Column("value", Text, nullable=False),
-    Column("since", Float, nullable=False),
+    Column("since", EPOCH, nullable=False),
 )
-
-
-@event.listens_for(metadata, "after_create")
-def _add_new_indexes(_target: Any, conn: Connection, **_kw: Any) -> None:
-    """Create indexes added since a store was made: `create_all` skips tables that exist
-    (and may have been asked for other tables only)."""
-    if not inspect(conn).has_table(outbox.name):
-        return
-    for index in outbox.indexes:
-        index.create(conn, checkfirst=True)
 
 
 @dataclass(frozen=True)
@@ -246,8 +238,12 @@ def record_calls(conn: Connection,
 
 
 def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
+    """The `calls` row. `phone` is the number Planfix matches contacts by (E.164, or "" for a
+    caller id that is no number: two anonymous callers are not one caller for the callback
+    window); the raw caller id, which may be any length, stays in `summary`. `ext` is cut to its
+    column, which PostgreSQL and MySQL enforce: a junk value must not stop the whole batch."""
     return {"callid": call.callid, "direction": call.direction.value,
-            "status": call.status.value, "ext": call.ext, "phone": call.phone or call.phone_raw,
+            "status": call.status.value, "ext": call.ext[:_TEXT], "phone": call.phone[:_TEXT],
             "start_utc": _naive_utc(call.start), "end_utc": _naive_utc(call.end),
             "origin": origin, "summary": json.dumps(call_summary(call), ensure_ascii=False),
             "created_at": now}

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import Column, Connection, Float, String, Table, Text, delete, insert, select
+from sqlalchemy import Column, Connection, String, Table, Text, delete, insert, select
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Direction, Status
 from cdrsync.planfix import messages
 from cdrsync.planfix.messages import Request
-from cdrsync.state.db import metadata
+from cdrsync.state.db import EPOCH, metadata
 from cdrsync.state.ledger import add_requests, calls, store_error
+from cdrsync.timeconv import shifted
 
 
 def superseded(conn: Connection, callid: str, window_minutes: int) -> Optional[str]:
@@ -34,7 +34,7 @@ def superseded(conn: Connection, callid: str, window_minutes: int) -> Optional[s
     missed = conn.execute(select(calls).where(calls.c.callid == callid)).mappings().first()
     if missed is None or not missed["phone"] or missed["start_utc"] is None:
         return None
-    window_end = (missed["end_utc"] or missed["start_utc"]) + timedelta(minutes=window_minutes)
+    window_end = shifted(missed["end_utc"] or missed["start_utc"], window_minutes * 60)
     later = conn.execute(
         select(calls.c.callid, calls.c.direction, calls.c.start_utc)
         .where(calls.c.phone == missed["phone"], calls.c.callid != callid,
@@ -55,7 +55,7 @@ responsible_cache = Table(
     Column("phone", String(64), primary_key=True),
     Column("ext", String(64), primary_key=True),
     Column("numbers", Text, nullable=False),  # JSON list of extensions; [] = nobody responsible
-    Column("asked_at", Float, nullable=False),
+    Column("asked_at", EPOCH, nullable=False),
 )
 
 

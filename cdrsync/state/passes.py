@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import Column, Float, Integer, String, Table, delete, insert, select
+from sqlalchemy import Column, Integer, String, Table, delete, insert, select
 from sqlalchemy.engine import Connection
 
-from .db import metadata
+from .db import EPOCH, metadata
 
 KEEP = 200  # passes remembered; older ones are pruned
 
@@ -16,8 +16,8 @@ passes = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(16), nullable=False),  # sync | backfill
-    Column("started", Float, nullable=False),
-    Column("finished", Float, nullable=False),
+    Column("started", EPOCH, nullable=False),
+    Column("finished", EPOCH, nullable=False),
     Column("found", Integer, nullable=False, default=0),
     Column("sent", Integer, nullable=False, default=0),
     Column("error", String(500), nullable=False, default=""),

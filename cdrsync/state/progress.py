@@ -11,15 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sqlalchemy import Column, Connection, Float, String, Table, delete, insert, select
+from sqlalchemy import Column, Connection, String, Table, delete, insert, select
 
-from cdrsync.state.db import metadata
+from cdrsync.state.db import EPOCH, metadata
 
 cursors = Table(
     "progress_cursors", metadata,
     Column("name", String(200), primary_key=True),  # "cel_end", "history:...", ...
     Column("value", String(64), nullable=False),
-    Column("updated_at", Float, nullable=False),
+    Column("updated_at", EPOCH, nullable=False),
 )
 
 pending = Table(
@@ -27,7 +27,7 @@ pending = Table(
     # A linkedid whose LINKEDID_END the cursor has passed, but whose call is not emitted yet:
     # the other linkedids of its call are still open, or the call is settling.
     Column("linkedid", String(80), primary_key=True),
-    Column("first_seen", Float, nullable=False),
+    Column("first_seen", EPOCH, nullable=False),
     Column("kind", String(16), nullable=False),  # "settle" | "open"
 )
 
@@ -37,7 +37,7 @@ quiet = Table(
     # its rows and when it last changed.
     Column("callid", String(80), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
-    Column("changed_at", Float, nullable=False),
+    Column("changed_at", EPOCH, nullable=False),
 )
 
 _CHUNK = 500

@@ -1,10 +1,9 @@
 """The matrix's one door to interpretation: every call of a synthetic PBX, told as cdrsync tells it.
 
 cdrsync learns a model of the PBX from *all* its rows (`cdrsync.pbx.learn`, the contract of
-issue 13) and interprets each call with it. Where `cdrsync.pbx` does not exist yet, each call is
-interpreted from its own rows, as today's code does: the matrix then measures today's code.
-What Planfix would receive comes from the request builders themselves, so "sent or not" and
-"which phone" are what the outbox would hold, not a second opinion of them.
+issue 13) and interprets each call with it. What Planfix would receive comes from the request
+builders themselves, so "sent or not" and "which phone" are what the outbox would hold, not a
+second opinion of them.
 """
 
 from __future__ import annotations
@@ -16,18 +15,10 @@ from cdrsync.config import Config, PbxConfig, PlanfixConfig, SourceConfig
 from cdrsync.grouping import group_calls
 from cdrsync.interpret import interpret
 from cdrsync.model import Call
+from cdrsync.pbx import learn
+from cdrsync.planfix.messages import completed_requests, missed_requests
 from cdrsync.source.rows import cdr_row, cel_event
 from tests import synth
-
-try:  # the model of issue 13 (branch wp-pbx)
-    from cdrsync.pbx import learn
-except ImportError:  # today's code: no model
-    learn = None
-
-try:  # renamed by the Planfix-client work (branch wp-client)
-    from cdrsync.planfix.messages import completed_requests, missed_requests
-except ImportError:
-    from cdrsync.planfix.requests import completed_requests, missed_requests
 
 
 def tell(calls: Iterable[synth.SynthCall], pbx: PbxConfig, zone: ZoneInfo) -> dict[str, Call]:
@@ -43,8 +34,6 @@ def tell(calls: Iterable[synth.SynthCall], pbx: PbxConfig, zone: ZoneInfo) -> di
         else:
             cel.append(cel_event(dict(row, id=len(cel) + 1)))
     groups = group_calls(cdr, cel)
-    if learn is None:
-        return {g.callid: interpret(g, pbx, zone) for g in groups}
     model = learn(cdr, cel, pbx=pbx)
     return {g.callid: interpret(g, pbx, zone, model) for g in groups}
 
