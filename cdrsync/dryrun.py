@@ -1,13 +1,15 @@
 """A dry run told for a person: a few lines on stderr after the JSON requests on stdout.
 
-`DryRunOut` stands in for stdout: every request line passes through unchanged and is counted on
-its way. The summary is made from exactly what was printed, so it can not disagree with it.
+`DryRunOut` stands in for stdout: every request is counted as it is printed (`print_requests`),
+or as its line passes through (`write`). The summary is made from exactly what was printed, so it
+can not disagree with it.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from typing import TextIO
 
 _DIRECTIONS = {"in": "inbound", "out": "outbound"}
@@ -23,6 +25,18 @@ class DryRunOut:
         self.cancelled = 0  # COMPLETED/Cancelled for the other extensions of a ring group
         self.late = 0  # cmd=record: a link for a call whose COMPLETED went without one
         self.notices: Counter[str] = Counter()  # callMissedNotify per extension
+
+    def print_requests(self, requests: Iterable[dict[str, str]]) -> int:
+        """Print requests as JSON lines, counted from the very dicts printed (parsing each line
+        back cost as much as writing it), in one write and flush: returns how many."""
+        lines = []
+        for request in requests:
+            self._count(request)
+            lines.append(json.dumps(request, ensure_ascii=False) + "\n")
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+        return len(lines)
 
     def write(self, text: str) -> int:
         for line in text.splitlines():

@@ -350,6 +350,30 @@ class CallAssembler:
         self._calls.pop(id(call), None)
 
 
+def assembled_calls(call: OpenCall, cdr_rows: Iterable[CdrRow],
+                    closed_by: ClosedBy = ClosedBy.LINKEDID_END) -> list[CallRows]:
+    """`group_calls(cdr_rows, call.events, closed_by)` for a call the assembler completed, with
+    cdr rows that share a linkedid or channel with it, without grouping it all over again.
+
+    The assembler joined its linkedids by the links `group_calls` follows, except through a
+    channel that transfer events named but no event of the call showed (two calls naming the
+    same unseen channel are one call for the assembler only): with such a channel left in
+    `named` it is grouped again. Otherwise the union is
+    the assembler's, plus the linkedids of the cdr rows, which all join it (by their linkedid
+    or their channel); the rows are ordered as `group_calls` orders them."""
+    if call.named:
+        return group_calls(cdr_rows, call.events, closed_by)
+    rows = list(dict.fromkeys(cdr_rows))
+    members = call.linkedids.union(row.linkedid for row in rows)
+    return [CallRows(
+        callid=min(members, key=linkedid_key),
+        linkedids=frozenset(members),
+        cdr=tuple(_sorted_cdr(rows)),
+        cel=tuple(sorted(call.events, key=attrgetter("id"))),
+        closed_by=closed_by,
+    )]
+
+
 def _pick(choose: Callable[..., datetime], a: Optional[datetime], b: Optional[datetime]
           ) -> Optional[datetime]:
     """min / max of two times, either of which may be unknown."""

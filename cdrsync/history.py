@@ -45,7 +45,13 @@ from cdrsync.finder import (
     to_local,
     with_cdr,
 )
-from cdrsync.grouping import CallAssembler, OpenCall, group_calls, linkedid_key
+from cdrsync.grouping import (
+    CallAssembler,
+    OpenCall,
+    assembled_calls,
+    group_calls,
+    linkedid_key,
+)
 from cdrsync.model import CallRows, CdrRow, ClosedBy
 from cdrsync.source.reader import Source
 from cdrsync.state import progress
@@ -276,8 +282,8 @@ class _CelStream:
                     doubtful.append(call)  # never-ending linkedids: closed by the old rules
         for call in whole:
             rows = self._cdr.take(call.linkedids | call.uniqueids) if self._cdr else []
-            self._ready += [(_owner(c), c) for c in group_calls(rows, call.events,
-                                                                 ClosedBy.HISTORY)]
+            self._ready += [(_owner(c), c) for c in assembled_calls(call, rows,
+                                                                     ClosedBy.HISTORY)]
         self._ready += self._per_call(doubtful)
         if self._cdr is not None and clock is not None:
             self._cdr.forget_before(shifted(clock, -(self._cfg.source.max_call

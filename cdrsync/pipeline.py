@@ -9,20 +9,20 @@ the same transaction, with the step and the reason (see `state/quarantine.py`).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Optional, TextIO
+from typing import Callable, Optional
 
 from . import finder, history
 from .config import Config, redact
 from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
+from .dryrun import DryRunOut
 from .model import Call, CallRows
 from .pbx.keeper import Keeper
 from .planfix import messages as pfreq
@@ -90,7 +90,7 @@ def _log_quarantined(held: list[quarantine.Held], again: bool = False) -> None:
 class Pipeline:
     """Everything a pass needs, opened once and reused by every pass of a `run`."""
 
-    def __init__(self, cfg: Config, *, dry_run: bool = False, out: Optional[TextIO] = None,
+    def __init__(self, cfg: Config, *, dry_run: bool = False, out: Optional[DryRunOut] = None,
                  stop: Optional[threading.Event] = None) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
@@ -197,10 +197,10 @@ class Pipeline:
         prepared, held = self._prepare(discovery.calls, notify_missed, now)
         result.quarantined += [h.callid for h in held]
         if self.dry_run:
-            for item in prepared:
-                for request in item.requests:
-                    self._print(pfreq.as_dry_run(request))
-                    result.printed += 1
+            payloads = [pfreq.as_dry_run(r) for item in prepared for r in item.requests]
+            if self.out is not None:
+                self.out.print_requests(payloads)  # a batch in one write, not one per request
+            result.printed += len(payloads)
             for h in held:
                 log.warning("call %s would be quarantined (%s): %s", h.callid, h.step, h.reason)
             return 0
@@ -354,8 +354,3 @@ class Pipeline:
                 elif found.state in ("refused",) or item.expired:
                     late.forget(conn, item.call.callid)
                     log.info("call %s: recording given up: %s", item.call.callid, found.reason)
-
-    def _print(self, payload: dict) -> None:
-        if self.out is not None:
-            self.out.write(json.dumps(payload, ensure_ascii=False) + "\n")
-            self.out.flush()

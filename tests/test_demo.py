@@ -140,3 +140,24 @@ def test_a_build_carries_the_recordings_in_their_folders(tmp_path):
     shipped = {p.relative_to(demo.DATA.parent)
                for p in demo.DATA.parent.rglob("*") if p.is_file()}
     assert built == shipped and Path("monitor/2026/11/26") in {p.parent for p in built}
+
+
+def test_printed_requests_are_counted_as_their_lines_would_be():
+    """`print_requests` counts the dicts it prints instead of parsing its lines back: the same
+    text and the same summary as those lines passing through `write`."""
+    requests = [
+        {"cmd": "event", "event": "COMPLETED", "type": "out", "callid": "1.1", "status": "Busy",
+         "phone": "+74955550101", "data_path": "101 → трунк"},
+        {"cmd": "event", "event": "COMPLETED", "type": "in", "callid": "2.1", "status": "Missed"},
+        {"cmd": "event", "event": "COMPLETED", "type": "in", "callid": "2.1", "ext": "102",
+         "status": "Cancelled"},
+        {"event": "callMissedNotify", "uniqueId": "2.1", "intNum": "101", "extNum": "+1212"},
+    ]
+    printed, passed = io.StringIO(), io.StringIO()
+    by_dict, by_line = DryRunOut(printed), DryRunOut(passed)
+    assert by_dict.print_requests(iter(requests)) == 4
+    by_line.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in requests))
+    assert printed.getvalue() == passed.getvalue() and "трунк" in printed.getvalue()
+    assert by_dict.summary() == by_line.summary()
+    assert by_dict.summary()[1] == "  outbound: 1 (1 Busy)"
+    assert by_dict.print_requests([]) == 0 and printed.getvalue() == passed.getvalue()

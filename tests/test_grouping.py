@@ -8,7 +8,14 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdrsync.grouping import group_calls, linkedid_epoch, linkedid_key, transfer_uniqueids
+from cdrsync.grouping import (
+    CallAssembler,
+    assembled_calls,
+    group_calls,
+    linkedid_epoch,
+    linkedid_key,
+    transfer_uniqueids,
+)
 from cdrsync.model import CdrRow, CelEvent, ClosedBy
 
 T = datetime(2024, 3, 1, 10)
@@ -149,3 +156,43 @@ def test_without_linkedid_the_two_halves_of_a_local_channel_make_one_call():
                        "1374490800.7")
     calls = group_calls([later, member, trunk], [])
     assert [(c.callid, len(c.cdr)) for c in calls] == [("1374487200.1", 2), ("1374490800.7", 1)]
+
+
+def _stream(rnd: random.Random) -> tuple[list[CdrRow], list[CelEvent]]:
+    """Events in id order of a few calls whose channels move between linkedids and whose
+    transfer events name channels of their own, of other calls, or never seen ones (the links
+    of `_world` and of `test_transfer_extra_joins_linkedids`, interleaved)."""
+    lids = [f"{1700000000 + n}.{n}" for n in range(rnd.randint(1, 6))]
+    uids = [f"{lid}{k}" for lid in lids for k in range(rnd.randint(1, 3))] + ["9.9", "9.8"]
+    events, rows = [], []
+    for id_ in range(1, rnd.randint(2, 40)):
+        lid, uid = rnd.choice(lids), rnd.choice(uids)
+        kind = rnd.choice(["CHAN_START", "ANSWER", "BLINDTRANSFER", "ATTENDEDTRANSFER"])
+        extra = (f'{{"transferee_channel_uniqueid":"{rnd.choice(uids)}",'
+                 f'"channel2_uniqueid":"{rnd.choice(uids)}"}}' if "TRANSFER" in kind else "")
+        events.append(cel(id_, uid, lid, kind, extra))
+        if rnd.random() < 0.3:
+            rows.append(cdr(uid, rnd.choice(lids), id_))
+    ended = len(events)
+    for lid in lids:  # every linkedid ends, so every call is complete at the end
+        ended += 1
+        events.append(cel(ended, lid, lid, "LINKEDID_END"))
+    return rows * rnd.randint(1, 2), events  # a row read twice is dropped, as group_calls does
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 1_000_000))
+def test_an_assembled_call_is_what_group_calls_makes_of_its_rows(seed):
+    """`assembled_calls` skips grouping again what the assembler grouped: it must give exactly
+    what `group_calls` gives for the call's events and the cdr rows that share an id with it."""
+    rows, events = _stream(random.Random(seed))
+    assembler = CallAssembler()
+    for event in events:
+        assembler.add(event)
+    done = assembler.take_complete(None)
+    assert done and not assembler.calls()
+    for call in done:
+        ids = call.linkedids | call.uniqueids
+        mine = [r for r in rows if r.linkedid in ids or r.uniqueid in ids]
+        assert assembled_calls(call, mine, ClosedBy.HISTORY) == \
+            group_calls(mine, call.events, ClosedBy.HISTORY)

@@ -59,15 +59,13 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
           base: Optional[PbxModel] = None, pbx: Optional[PbxConfig] = None) -> PbxModel:
     """The model `base` (or an empty one) plus what these rows show."""
     pbx = pbx or _DEFAULT
-    seen: set[tuple[str, Observation]] = set()
-    counts: Counter = Counter()
+    # (call, observation) in the order first seen; counted once all rows are read, which is
+    # cheaper than a test and a count per note (the calls note the same things again and again)
+    seen: dict[tuple[str, Observation], None] = {}
     rows = 0
 
     def note(call: str, observation: Observation) -> None:
-        key = (call, observation)
-        if key not in seen:
-            seen.add(key)
-            counts[observation] += 1
+        seen[call, observation] = None
 
     for event in cel_events:
         rows += 1
@@ -82,6 +80,7 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
                 first_dials[key] = row
     for row in first_dials.values():
         _extension_dialled(row, note)
+    counts = Counter(observation for _, observation in seen)
     calls = len({call for call, _ in seen})
     if base is None:
         return PbxModel(counts, rows, calls)

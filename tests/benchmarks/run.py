@@ -7,7 +7,9 @@
    table, with the indexes of sql/indexes.sql and without them (stock FreePBX: no cdr.linkedid);
 3. peak RSS of the backfill process;
 4. latency in `run` mode (default interval): from a call's last row landing in the database to
-   its arrival at the stub.
+   its arrival at the stub;
+5. the dry run (`cdrsync backfill --dry-run`: no store writes, no Planfix) against the same floor,
+   alternating with it: cdrsync's own CPU per call.
 
 Rows examined are GLOBAL `Handler_read_%` deltas around the pass: cdrsync runs in another process,
 so its session counters are out of reach, and the slow log would need global settings changed and
@@ -18,6 +20,7 @@ reads themselves is measured and subtracted.
     python -m tests.benchmarks --calls 20000          # quick (about a minute)
     python -m tests.benchmarks                        # 1,000,000 calls (load + run: see README)
     python -m tests.benchmarks --reuse                # keep the loaded database of a previous run
+    python -m tests.benchmarks --calls 22594 --only dryrun   # CPU per call alone
 
 Results go to stdout as a markdown table (and to --out FILE if given); progress to stderr.
 """
@@ -221,12 +224,17 @@ class Child:
     """`python -m cdrsync ...` with its peak RSS (VmHWM from /proc, polled until it exits), and
     that of its own child processes (backfill's courier), each the largest seen."""
 
-    def __init__(self, cfg: Path, *args: str) -> None:
+    def __init__(self, cfg: Path, *args: str, stdout: Optional[Path] = None) -> None:
         self.argv = [sys.executable, "-m", "cdrsync", "--config", str(cfg), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDRSYNC_")}
+        out = stdout.open("wb") if stdout else subprocess.DEVNULL
         self.began = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        self._cpu0 = _children_cpu()
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=out,
                                      stderr=subprocess.PIPE, text=True)
+        if stdout:
+            out.close()  # the child holds its own copy
+        self.cpu = 0.0  # s of CPU (user + system) of the process and the children it waited for
         self.hwm_kb = 0
         self.child_hwm_kb = 0
         self.stderr = ""
@@ -250,10 +258,18 @@ class Child:
         self._poller.join()
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # kB, max of all
         self.hwm_kb = self.hwm_kb or children
+        self.cpu = _children_cpu() - self._cpu0
         if self.proc.returncode != 0:
             raise RuntimeError(f"{' '.join(self.argv[2:])} exited {self.proc.returncode}:\n"
                                f"{self.stderr[-3000:]}")
         return time.monotonic() - self.began
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every child this process has waited for: a delta around one `Child` is
+    that child's (the benchmark runs them one at a time)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _hwm_kb(pid: int) -> int:
@@ -355,6 +371,45 @@ def bench_backfill(args, name: str, res: Results, first: datetime, last: datetim
             f"{child.child_hwm_kb / 1024:,.0f} MB", "< 150 MB")
 
 
+def bench_dryrun(args, name: str, res: Results, first: datetime, last: datetime) -> None:
+    """`cdrsync backfill --dry-run` over the whole range (stdout to a file) against the floor,
+    alternating, `--rounds` times each; medians. The dry run reads, groups, learns, interprets,
+    looks for recordings and builds and prints every request, but sends and records nothing:
+    what it costs above the floor is cdrsync's own CPU per call."""
+    workdir = Path(args.workdir) / "dryrun"
+    stub = PlanfixStub().start()  # never called: a dry run sends nothing
+    cfg = config(workdir, name, stub)
+    out = workdir / "requests.jsonl"
+    walls, cpus, floors, floor_cpus = [], [], [], []
+    for i in range(args.rounds):
+        began = time.process_time()
+        floors.append(stream_floor(name))
+        floor_cpus.append(time.process_time() - began)
+        state = workdir / "state.db"
+        if state.exists():
+            state.unlink()
+        log(f"dry run {i + 1}/{args.rounds}: cdrsync backfill --dry-run over the whole range")
+        child = Child(cfg, "backfill", "--dry-run", "--since", first.date().isoformat(),
+                      "--until", (last.date() + timedelta(days=1)).isoformat(), stdout=out)
+        walls.append(child.wait())
+        cpus.append(child.cpu)
+        log(f"  floor {floors[-1]:.2f} s, dry run {walls[-1]:.2f} s "
+            f"({walls[-1] / floors[-1]:.2f}x), its CPU {cpus[-1]:.2f} s")
+    stub.stop()
+    with out.open("rb") as f:
+        printed = sum(1 for _ in f)
+    wall, cpu, floor = (statistics.median(x) for x in (walls, cpus, floors))
+    res.add("dry run: cdrsync backfill --dry-run, stdout to a file",
+            f"{args.calls / wall:,.0f} calls/s ({wall:.2f} s; CPU {cpu:.2f} s, "
+            f"{cpu / args.calls * 1e6:,.0f} µs a call; {printed:,} requests printed)", "")
+    res.add("floor: stream cdr + cel (PyMySQL SSCursor), same run",
+            f"{args.calls / floor:,.0f} calls/s ({floor:.2f} s; client CPU "
+            f"{statistics.median(floor_cpus):.2f} s)", "")
+    res.add(f"dry run / floor (medians of {args.rounds} alternating rounds)",
+            f"**{wall / floor:.2f}x** (rounds: "
+            f"{', '.join(f'{w / f:.2f}' for w, f in zip(walls, floors))})", "<= 2x")
+
+
 def new_calls(n: int, seed: int, end_by: datetime) -> list[synth.SynthCall]:
     """n finished calls whose rows all lie before `end_by` (and after the loaded history)."""
     return list(synth.generate(n, end_by - timedelta(seconds=n * 2 + 7200), seed=seed,
@@ -450,8 +505,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep an already loaded --db")
     ap.add_argument("--workdir", default="/tmp/cdrsync-bench")
     ap.add_argument("--latency-calls", type=int, default=30)
-    ap.add_argument("--only", default="backfill,pass,latency",
-                    help="comma-separated subset of backfill,pass,latency")
+    ap.add_argument("--rounds", type=int, default=3, help="dry run and floor: rounds each")
+    ap.add_argument("--only", default="backfill,dryrun,pass,latency",
+                    help="comma-separated subset of backfill,dryrun,pass,latency")
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
@@ -483,6 +539,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                              mean_gap=MEAN_GAP)
                     if c.truth.direction != "internal"}
         bench_backfill(args, args.db, res, first, last, expected)
+    if "dryrun" in parts:
+        bench_dryrun(args, args.db, res, first, last)
     try:
         if "pass" in parts:
             bench_pass(args, args.db, res, (n_cdr, n_cel), history_max_id, last)
