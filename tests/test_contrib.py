@@ -113,6 +113,22 @@ def test_example_config_explains_every_key_with_its_default():
             assert lines[at - 1].startswith("#"), f"{key} has no explanation above it"
 
 
+def test_readme_table_names_every_key_and_its_range():
+    """The README's configuration table is what admins read first: a key missing from it (as
+    `recordings.cache_dir` was) or a bounded key whose row hides its bounds is a gap."""
+    readme = (CONTRIB.parent / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = {line.split("|")[1]: line for line in section.splitlines()
+                   if line.startswith("| `")}
+    for name, cls in config._SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            key = f"{name}.{f.name}"
+            rows = [row for cell, row in first_cells.items() if f"`{key}`" in cell]
+            assert len(rows) == 1, f"{key}: {len(rows)} rows in the README's table"
+            if key in config._RANGES:
+                assert "allowed" in rows[0], f"{key}: its row does not say what is allowed"
+
+
 def test_sd_notify_reaches_a_unix_socket(tmp_path, monkeypatch):
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
