@@ -14,6 +14,8 @@ What to alert on (contrib/grafana-cdrsync.json shows them all):
 - `cdrsync_outbox_requests{state="failed"} > 0`: Planfix refused a request (`cdrsync status`,
   then `retry` or `skip`);
 - `cdrsync_oldest_undelivered_age_seconds > 900`: something has waited in the outbox for long;
+- `cdrsync_quarantined_calls > 0`: a call no step could process is held (`cdrsync status`, then
+  `cdrsync show CALLID` and `retry --quarantined`);
 - `increase(cdrsync_passes_total{result="unauthorized"}[10m]) > 0`: Planfix refuses the token;
 - `absent(cdrsync_info)` (or `up == 0`): the daemon is not running.
 
@@ -87,6 +89,9 @@ class Metrics:
         self.oldest_undelivered = self._metric(
             Gauge, "cdrsync_oldest_undelivered_age_seconds",
             "Age of the oldest request not yet delivered (0: none)")()
+        self.quarantined = self._metric(
+            Gauge, "cdrsync_quarantined_calls",
+            "Calls held in the quarantine: no step could process them (cdrsync status)")()
         self.delivery_lag = self._metric(
             Histogram, "cdrsync_delivery_lag_seconds",
             "Seconds from the end of a call to Planfix accepting it", buckets=LAG_BUCKETS)()

@@ -30,7 +30,7 @@ PASS_JOB = "pass"
 def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) -> None:
     """Run passes until `stop` is set; re-raise a StoreError that ended the daemon."""
     from . import metrics as metrics_mod
-    from .sdnotify import notify
+    from .readiness import notify
 
     cfg = pipeline.cfg
     fatal: list[BaseException] = []
@@ -109,7 +109,7 @@ def _observe(metrics, pipeline, result) -> None:
     store counts it (which survives restarts, unlike the counters)."""
     import time
 
-    from .state import ledger
+    from .state import ledger, quarantine
 
     drain = result.drain
     if result.error:
@@ -130,6 +130,7 @@ def _observe(metrics, pipeline, result) -> None:
             metrics.observe_delivery(lag)
     with pipeline.store.connect() as conn:
         stats = ledger.stats(conn)
+        metrics.quarantined.set(quarantine.count(conn))
     for state in ledger.STATES:
         metrics.outbox(state).set(stats[state])
     oldest = stats["oldest_undelivered"]

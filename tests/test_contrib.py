@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cdrsync import config, sdnotify
+from cdrsync import config, readiness
 from cdrsync.cli import main as cli
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
@@ -49,9 +49,9 @@ def test_unit_is_hardened_and_matches_the_defaults():
     assert s["User"] == ["cdrsync"] and s["ProtectSystem"] == ["strict"]
     assert s["Restart"] == ["on-failure"] and s["NoNewPrivileges"] == ["yes"]
     assert s["PrivateTmp"] == ["yes"] and s["ProtectHome"] == ["yes"]
-    # Type=notify only works because cdrsync sends READY=1 and WATCHDOG=1 (cdrsync/sdnotify.py)
+    # Type=notify only works because cdrsync sends READY=1 and WATCHDOG=1 (cdrsync/readiness.py)
     assert s["Type"] == ["notify"] and int(s["WatchdogSec"][0]) > 0
-    scheduler = (Path(sdnotify.__file__).parent / "scheduler.py").read_text()
+    scheduler = (Path(readiness.__file__).parent / "scheduler.py").read_text()
     assert '"READY=1"' in scheduler and '"WATCHDOG=1"' in scheduler
     # The writable folders are exactly where the defaults put the state store and the cache.
     state = Path(config.StateConfig().url.split("sqlite:///", 1)[1]).parent
@@ -135,9 +135,9 @@ def test_sd_notify_reaches_a_unix_socket(tmp_path, monkeypatch):
         sock.bind(path)
         sock.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", path)
-        assert sdnotify.notify("READY=1\nSTATUS=started")
+        assert readiness.notify("READY=1\nSTATUS=started")
         assert sock.recv(1024) == b"READY=1\nSTATUS=started"
-        assert sdnotify.notify("WATCHDOG=1")
+        assert readiness.notify("WATCHDOG=1")
         assert sock.recv(1024) == b"WATCHDOG=1"
 
 
@@ -146,11 +146,11 @@ def test_sd_notify_abstract_socket():
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         sock.settimeout(5)
-        assert sdnotify.notify("READY=1", env={"NOTIFY_SOCKET": "@" + name})
+        assert readiness.notify("READY=1", env={"NOTIFY_SOCKET": "@" + name})
         assert sock.recv(64) == b"READY=1"
 
 
 def test_sd_notify_outside_systemd_or_broken_is_harmless(tmp_path, caplog):
-    assert sdnotify.notify("READY=1", env={}) is False
-    assert sdnotify.notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+    assert readiness.notify("READY=1", env={}) is False
+    assert readiness.notify("READY=1", env={"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
     assert "cannot notify systemd (READY)" in caplog.text

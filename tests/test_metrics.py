@@ -12,6 +12,7 @@ import socket
 import stat
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from cdrsync.metrics import LAG_BUCKETS, PASS_RESULTS, Metrics, parse_listen, pb
 from cdrsync.state.ledger import STATES
 from tests import synth
 from tests.e2e import start_cdrsync
-from tests.test_e2e_sync import external, recent
+from tests.test_e2e_sync import external, recent, utc_now
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "contrib" / "grafana-cdrsync.json"
 
@@ -57,6 +58,7 @@ def test_fresh_metrics_have_every_series_at_zero_with_the_pbx_label(tmp_path):
     for state in STATES:
         assert s[("cdrsync_outbox_requests", (("pbx", "office-1"), ("state", state)))] == 0
     assert s[("cdrsync_last_success_timestamp_seconds", (("pbx", "office-1"),))] == 0
+    assert s[("cdrsync_quarantined_calls", (("pbx", "office-1"),))] == 0
     assert s[("cdrsync_delivery_lag_seconds_count", (("pbx", "office-1"),))] == 0
     [(_, info)] = [k for k in s if k[0] == "cdrsync_info"]
     assert dict(info)["version"]
@@ -274,6 +276,9 @@ def test_run_feeds_the_metrics_on_ipv6_and_in_the_textfile(env, tmp_path):
     synth.insert(pbx_db.admin, calls)
     rejected = sorted(external(calls))[0]
     planfix.reject_callid(rejected)  # Planfix refuses one call's requests
+    # and one call can not be rebuilt: only its LINKEDID_END landed (as in test_poison.py)
+    lonely = synth.one("in_answered", utc_now() - timedelta(minutes=10), seed=36, first_uid=9000)
+    pbx_db.insert_cel([e for e in lonely.cel if e["eventtype"] == "LINKEDID_END"])
     planfix.fail_next(2)  # and has a hiccup: two requests are tried again
     port = _free_port(socket.AF_INET6, "::1")
     textfile = tmp_path / "cdrsync.prom"
@@ -307,6 +312,7 @@ def test_run_feeds_the_metrics_on_ipv6_and_in_the_textfile(env, tmp_path):
     assert got[("cdrsync_passes_total", "ok")] >= 1
     assert got[("cdrsync_last_success_timestamp_seconds", "")] > time.time() - 60
     assert got[("cdrsync_oldest_undelivered_age_seconds", "")] > 0  # the refused call waits
+    assert got[("cdrsync_quarantined_calls", "")] == 1
     written = _values(textfile.read_text())
     assert written[("cdrsync_requests_sent_total", "")] == got[("cdrsync_requests_sent_total", "")]
     assert "Traceback" not in err

@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Optional
 
-log = logging.getLogger("cdrsync.sdnotify")
+log = logging.getLogger("cdrsync.readiness")
 
 
 def notify(state: str, env: Optional[dict[str, str]] = None) -> bool:
