@@ -24,7 +24,7 @@ import click
 from . import __version__, logs
 from . import config as config_mod
 from .config import Config, ConfigError, redact
-from .lock import Busy, RunLock
+from .lock import HISTORY, LIVE, Busy, StoreLock
 from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.cli")
@@ -160,8 +160,10 @@ def _tell_dry_run(pipeline) -> None:
         click.echo("\n".join(pipeline.out.summary()), err=True)
 
 
-def _locked(obj: Context) -> RunLock:
-    return RunLock(obj.cfg.state)
+def _locked(obj: Context, job: str = LIVE) -> StoreLock:
+    """The lock of a reading job: LIVE (sync, run, retry) or HISTORY (backfill); sending has
+    its own lock, taken by the deliverer (`lock` module)."""
+    return StoreLock(obj.cfg.state, job)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -325,7 +327,7 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
     stop = _stop_on_signals()
     _collect_rarely()
     try:
-        with _locked(obj):
+        with _locked(obj, HISTORY):
             pipeline = _pipeline(obj, dry_run, stop)
             try:
                 with click.progressbar(length=STEPS, label="backfill", file=sys.stderr,

@@ -16,7 +16,7 @@ Guarantees kept:
 - SIGTERM / SIGINT let the request in flight finish and be marked, in either process.
 
 The courier is forked (it inherits the configuration; not the run lock, which ends with the
-parent: `lock.RunLock`) and opens its own store connections; it never touches the parent's
+parent: `lock.StoreLock`) and opens its own store connections; it never touches the parent's
 database connections. Counters it shares in memory let the parent show progress and keep no more
 than `MAX_AHEAD` requests queued ahead of it, unless delivery is stalled (Planfix down: recording
 goes on, as it does without a courier). Linux only: elsewhere, or for an in-memory store, the

@@ -293,7 +293,7 @@ class Pipeline:
     def _taken_by_another(conn, item: Prepared, entry: quarantine.Entry) -> bool:
         """Whether the re-read call reaches linkedids another call handled (then recording it
         would send that call a second time, or take a quarantined one's rows)."""
-        owners = quarantine.owners(conn, item.linkedids - set(entry.linkedids))
+        owners = ledger.owners(conn, item.linkedids - set(entry.linkedids))
         return bool(set(owners.values()) - {entry.callid, item.call.callid})
 
     def _recording(self, call: Call, now: float, folders: Folders) -> tuple[str, bool, bool]:
