@@ -272,6 +272,8 @@ def run(obj: Context) -> None:
     try:
         with _locked(obj) as lock:
             pipeline = _pipeline(obj, stop=stop)
+            # history waits for the next live pass after an interval's worth of it
+            pipeline.deliverer.history_slice = obj.cfg.schedule.interval
 
             def one_pass():
                 lock.check()  # a server lock goes with its connection: never run unlocked

@@ -1,4 +1,17 @@
-"""Draining the outbox to Planfix: in order, rate-limited, retried for as long as an outage lasts.
+"""Draining the outbox to Planfix: live first, rate-limited, retried for as long as an outage lasts.
+
+One sender per store. A deliverer given the store's `SEND` lock (`cdrsync.lock`) takes it at the
+first drain that finds something due and keeps it until `close()`: whoever holds it sends for
+every process that records into the store (a backfill and the daemon at once); a deliverer that
+finds it taken sends nothing (`DrainResult.elsewhere`) and leaves its requests to the holder.
+
+Order. The outbox has two lanes (`ledger.LIVE`, `ledger.HISTORY`). Live calls and missed-call
+notices go first; a history request goes only when no live one is due (asked before each, one
+probe of the lane index), so a live call recorded meanwhile waits for at most the request in
+flight. History also respects `[planfix] daily_limit` (`budget.DailyBudget`): when the rolling
+day's budget is spent it waits — logged once at INFO, with when it resumes — while live calls
+still go. A deliverer given a `history_slice` (the daemon's) sends history for at most that long
+per drain and says so (`DrainResult.more`), so the next live pass is never held up by history.
 
 Delivery guarantee. One request is in flight at a time, and its entry is marked `sent` (one
 UPDATE, committed) right after Planfix answered 200, never before, and before the next request
@@ -46,7 +59,9 @@ from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
 
+from cdrsync.budget import DailyBudget
 from cdrsync.config import Config
+from cdrsync.lock import StoreLock
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
 from cdrsync.planfix.messages import MISSED, RESPONSIBLE
 from cdrsync.state import ledger, notices
@@ -59,7 +74,8 @@ OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
 PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
 SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
-STALLED, UNAUTHORIZED_FLAG = "stalled", "unauthorized"
+PROBE_EVERY = 0.05  # s: at most this often a history request first asks for due live ones
+STALLED, UNAUTHORIZED_FLAG, BUDGET_FLAG = "stalled", "unauthorized", "budget"
 
 
 @dataclass
@@ -72,6 +88,9 @@ class DrainResult:
     lags: list[float] = field(default_factory=list)
     unauthorized: bool = False
     stalled: bool = False  # the pass stopped because Planfix or the network is down
+    elsewhere: bool = False  # another process holds the send lock: it sends what is queued
+    more: bool = False  # history was still due when the drain's `history_slice` ended
+    history_waits_until: Optional[float] = None  # the daily budget is spent until then
 
 
 class RateLimiter:
@@ -101,8 +120,15 @@ class Deliverer:
 
     def __init__(self, engine: Engine, client: PlanfixClient, cfg: Config, *,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random, keep_lags: bool = True) -> None:
+                 rng: Callable[[], float] = random.random, keep_lags: bool = True,
+                 sender: Optional[StoreLock] = None,
+                 history_slice: Optional[float] = None) -> None:
         self.engine = engine
+        # the store's SEND lock (None: the caller vouches that nothing else sends)
+        self.sender = sender
+        self.history_slice = history_slice
+        self.budget = DailyBudget(cfg.planfix.daily_limit)
+        self._told_elsewhere = False
         # a drain that goes on for a whole backfill would hold one lag per call it sent: only
         # `run`, which reports them as a metric, wants them
         self.keep_lags = keep_lags
@@ -116,6 +142,12 @@ class Deliverer:
         # the store's delivery flags, read at the start of each drain (`_load_flags`)
         self._stall: Optional[tuple[str, float]] = None
         self._refused = False
+        self._waiting: Optional[tuple[str, float]] = None  # the budget flag
+
+    def close(self) -> None:
+        """Give the send lock up (another process may send from now on)."""
+        if self.sender is not None:
+            self.sender.release()
 
     def backoff(self, attempts: int, retry_after: Optional[float] = None) -> float:
         """Seconds before attempt `attempts + 1`: full jitter over an exponential, capped."""
@@ -148,7 +180,10 @@ class Deliverer:
                watch: Optional[Callable[[DrainResult], None]]) -> tuple[int, str]:
         """The sending loop; returns (retryable failures in a row at the end, the last one)."""
         started = self.clock()
-        after_id = 0
+        after = {ledger.LIVE: 0, ledger.HISTORY: 0}  # the last entry looked at, per lane
+        lane = ledger.LIVE
+        probed = float("-inf")
+        locked = False
         in_a_row = 0
         last_problem = ""
         # about a second of work per read: a batch read long before its turn could be stale
@@ -156,10 +191,20 @@ class Deliverer:
         limit = BATCH if rate <= 0 else max(1, min(BATCH, int(rate)))
         while True:
             with ledger.transaction(conn):
-                batch = ledger.due(conn, now(), limit=limit, after_id=after_id,
-                                   include_held=True)
+                batch = ledger.due(conn, now(), limit=limit, after_id=after[lane],
+                                   include_held=True, priority=lane)
             if not batch:
+                if lane == ledger.LIVE:
+                    lane = ledger.HISTORY
+                    continue
                 return in_a_row, last_problem
+            if not locked:  # only now: an idle drain costs the lock nothing
+                taken = self._take_sender(result)
+                if taken is None:
+                    return in_a_row, last_problem
+                locked = True
+                if taken:  # what was read before may have been sent by the last holder
+                    continue
             went: set[int] = set()  # ids sent from this batch: what held entries wait for
             for entry in batch:
                 if watch is not None:
@@ -167,7 +212,17 @@ class Deliverer:
                 if stop.is_set() or (max_seconds is not None
                                      and self.clock() - started >= max_seconds):
                     return in_a_row, last_problem
-                after_id = entry.id
+                if lane == ledger.HISTORY:
+                    if self.clock() - probed >= PROBE_EVERY:
+                        probed = self.clock()
+                        with ledger.transaction(conn):
+                            live = ledger.any_due(conn, now(), ledger.LIVE, after[ledger.LIVE])
+                        if live:
+                            lane = ledger.LIVE
+                            break
+                    if not self._history_may_go(conn, now(), started, result):
+                        return in_a_row, last_problem
+                after[lane] = entry.id
                 if entry.held_by is not None and entry.held_by not in went:
                     continue
                 if self._held_back(conn, entry, now()):
@@ -179,6 +234,7 @@ class Deliverer:
                     if stop.is_set():
                         return in_a_row, last_problem
                     outcome, told = self._send(entry)
+                    self.budget.spend()
                 else:
                     outcome = Outcome(OK, told.why)
                 if outcome.kind == OK:
@@ -211,6 +267,47 @@ class Deliverer:
                     paused = self._spent(outcome, now())
                     if paused:
                         return in_a_row, paused
+
+    def _take_sender(self, result: DrainResult) -> Optional[bool]:
+        """Make sure this process is the store's sender. None: another process is (it sends
+        what this one records); True: the send lock was taken just now; False: it was held."""
+        if self.sender is None:
+            return False
+        if self.sender.held and self.sender.still_held():
+            return False
+        if not self.sender.held and self.sender.take():
+            self._told_elsewhere = False
+            return True
+        result.elsewhere = True
+        if not self._told_elsewhere:
+            self._told_elsewhere = True
+            log.info("another cdrsync sends this state store's requests (it holds the send "
+                     "lock): it also sends what this one records")
+        return None
+
+    def _history_may_go(self, conn: Connection, at: float, started: float,
+                        result: DrainResult) -> bool:
+        """Whether a due history request may go now: within the drain's history slice and the
+        daily budget. A budget spent is written down (and logged) once, with when it resumes."""
+        if self.history_slice is not None and self.clock() - started >= self.history_slice:
+            result.more = True
+            return False
+        with ledger.transaction(conn):
+            if self.budget.left(conn, at) > 0:
+                if self._waiting is not None:
+                    ledger.clear_flag(conn, BUDGET_FLAG)
+                    self._waiting = None
+                    log.info("daily limit: history is sent again")
+                return True
+            until = self.budget.resumes_at(conn, at)
+            result.history_waits_until = until
+            reason = (f"[planfix] daily_limit of {self.budget.limit} requests spent; history "
+                      f"waits until {_clock(until)} (live calls still go)")
+            if self._waiting is None:
+                ledger.set_flag(conn, BUDGET_FLAG, reason, at)
+                self._waiting = (reason, at)
+                log.info("%s", reason)
+        return False
 
     def _spent(self, outcome: Outcome, at: float) -> str:
         """Pause after Planfix said no request remains; why, when the pass must end for it."""
@@ -246,6 +343,7 @@ class Deliverer:
         with ledger.transaction(conn):
             self._stall = ledger.get_flag(conn, STALLED)
             self._refused = ledger.get_flag(conn, UNAUTHORIZED_FLAG) is not None
+            self._waiting = ledger.get_flag(conn, BUDGET_FLAG)
 
     def _held_back(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> bool:
         """Drop a missed-call notice that the callback window made pointless."""
@@ -333,6 +431,11 @@ def _describe(entry: ledger.OutboxEntry) -> str:
         return entry.callid
     direction, status, ext = entry.call
     return f"{entry.callid} {direction} {status} ext {ext or '-'}"
+
+
+def _clock(epoch: float) -> str:
+    """A moment of the next day or so, for a log line (local time of this host)."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
 
 def _duration(seconds: float) -> str:

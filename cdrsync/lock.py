@@ -51,12 +51,27 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .state import locks
-from .state.db import Store, StoreError, address, describe, ensure_folder, sqlite_file, user
+from .state.db import (
+    Store,
+    StoreError,
+    address,
+    describe,
+    ensure_folder,
+    shared,
+    sqlite_file,
+    user,
+)
 
 log = logging.getLogger("cdrsync.lock")
 
 
 LIVE, HISTORY, SEND = "live", "history", "send"
+
+
+def send_lock(store: Store) -> Optional[StoreLock]:
+    """The `SEND` lock of a store, for a deliverer; None for a store no other process can open
+    (an in-memory SQLite database: nothing to exclude)."""
+    return StoreLock(store, SEND) if shared(address(store)[0]) else None
 
 
 class Busy(Exception):

@@ -23,6 +23,7 @@ from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .dryrun import DryRunOut
+from .lock import send_lock
 from .model import Call, CallRows
 from .pbx.keeper import Keeper
 from .planfix import messages as pfreq
@@ -99,13 +100,14 @@ class Pipeline:
         self.store = open_store(cfg.state)
         self.source = Source.from_config(cfg)
         self.client = PlanfixClient(cfg.planfix)
-        self.deliverer = Deliverer(self.store, self.client, cfg)
+        self.deliverer = Deliverer(self.store, self.client, cfg, sender=send_lock(cfg.state))
         self.zone = cfg.source.zone
         self.pbx_model = Keeper(self.store, self.source, cfg.pbx)  # the learned PBX model
         self._late_checked_at = float("-inf")
         self._pruned_at = float("-inf")
 
     def close(self) -> None:
+        self.deliverer.close()
         self.source.close()
         self.store.dispose()
 

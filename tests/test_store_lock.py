@@ -44,7 +44,7 @@ time.sleep(600)
 """
 
 
-def start_holder(url: str, name: str = "run", fork: bool = False) -> subprocess.Popen:
+def start_holder(url: str, name: str = "live", fork: bool = False) -> subprocess.Popen:
     """The holder process; with `fork`, its child's pid in `.child`."""
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, url, name, "fork" if fork else "-"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen) -> None:
     proc.stderr.close()
 
 
-def busy(url: str, name: str = "run") -> bool:
+def busy(url: str, name: str = "live") -> bool:
     try:
         with StoreLock(url, name):
             return False
