@@ -56,3 +56,15 @@ def sending_eta(pending: int, rate: float, daily_limit: int) -> Optional[float]:
     if not per_second:
         return None
     return max(pending, 0) / min(per_second)
+
+
+def duration(seconds: float) -> str:
+    """A span for a log line or the progress bar: `45s`, `12min`, `3h05`, `2d04h`."""
+    seconds = int(max(seconds, 0))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -326,6 +326,8 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
     until_dt = _parse_day(until, "--until")
     if until_dt is not None and since_dt is not None and until_dt <= since_dt:
         raise click.BadParameter("must be after --since", param_hint="--until")
+    from .budget import duration
+
     stop = _stop_on_signals()
     _collect_rarely()
     try:
@@ -337,11 +339,13 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
                                        item_show_func=lambda text: text) as bar:
                     started = time.time()
 
-                    def progress(found: int, sent: int, share: Optional[float]) -> None:
+                    def progress(found: int, sent: int, share: Optional[float],
+                                 eta: Optional[float]) -> None:
                         rate = sent / max(time.time() - started, 1e-6)
                         step = int((share or 0.0) * STEPS)
+                        sending = f", sending done in ~{duration(eta)}" if eta else ""
                         bar.update(max(0, step - bar.pos),
-                                   f"{found} calls found, {sent} sent, {rate:.0f}/s")
+                                   f"{found} calls found, {sent} sent, {rate:.0f}/s{sending}")
 
                     result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
                         since_dt, until_dt, notify_missed=notify_missed, progress=progress))

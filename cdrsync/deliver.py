@@ -59,7 +59,7 @@ from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
 
-from cdrsync.budget import DailyBudget
+from cdrsync.budget import DailyBudget, duration
 from cdrsync.config import Config
 from cdrsync.lock import StoreLock
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
@@ -374,7 +374,7 @@ class Deliverer:
                 ledger.clear_flag(conn, UNAUTHORIZED_FLAG)
         self._stall, self._refused = None, False
         if stall is not None:
-            log.info("Planfix delivery recovered after %s", _duration(at - stall[1]))
+            log.info("Planfix delivery recovered after %s", duration(at - stall[1]))
         if refused or self._told_unauthorized:
             self._told_unauthorized = False
             log.info("Planfix accepts the token again; delivery resumed")
@@ -436,12 +436,3 @@ def _describe(entry: ledger.OutboxEntry) -> str:
 def _clock(epoch: float) -> str:
     """A moment of the next day or so, for a log line (local time of this host)."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}min"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
