@@ -74,7 +74,7 @@ OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
 PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
 SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
-PROBE_EVERY = 0.05  # s: at most this often a history request first asks for due live ones
+
 STALLED, UNAUTHORIZED_FLAG, BUDGET_FLAG = "stalled", "unauthorized", "budget"
 
 
@@ -182,7 +182,6 @@ class Deliverer:
         started = self.clock()
         after = {ledger.LIVE: 0, ledger.HISTORY: 0}  # the last entry looked at, per lane
         lane = ledger.LIVE
-        probed = float("-inf")
         locked = False
         in_a_row = 0
         last_problem = ""
@@ -213,13 +212,11 @@ class Deliverer:
                                      and self.clock() - started >= max_seconds):
                     return in_a_row, last_problem
                 if lane == ledger.HISTORY:
-                    if self.clock() - probed >= PROBE_EVERY:
-                        probed = self.clock()
-                        with ledger.transaction(conn):
-                            live = ledger.any_due(conn, now(), ledger.LIVE, after[ledger.LIVE])
-                        if live:
-                            lane = ledger.LIVE
-                            break
+                    with ledger.transaction(conn):
+                        live = ledger.any_due(conn, now(), ledger.LIVE, after[ledger.LIVE])
+                    if live:
+                        lane = ledger.LIVE
+                        break
                     if not self._history_may_go(conn, now(), started, result):
                         return in_a_row, last_problem
                 after[lane] = entry.id
