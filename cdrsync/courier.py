@@ -110,8 +110,10 @@ class Courier:
         return bool(self._shared[UNAUTHORIZED])
 
     def check(self) -> None:
-        """Raise if the courier died under the parent (OOM killer, a signal of its own)."""
-        if not self._process.is_alive() and not self._shared[DONE]:
+        """Raise if the courier died under the parent (OOM killer, a signal of its own); one
+        that stopped at Planfix's 401 ended as it should (see `unauthorized`)."""
+        if (not self._process.is_alive() and not self._shared[DONE]
+                and not self._shared[UNAUTHORIZED]):
             self._process.join()
             raise StoreError(self._failure() or self._ended())
 

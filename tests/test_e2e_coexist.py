@@ -163,3 +163,22 @@ def test_a_live_call_goes_before_20000_queued_history_requests(env, tmp_path: Pa
         stop_daemon(daemon)
         log.close()
     assert "Traceback" not in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_backfill_against_a_wrong_token_says_so_like_sync(env):
+    """Issue 14 item 9: the courier meets the 401; the backfill ends with the token message
+    `sync` prints and sync's exit code, not "the delivery process ended unexpectedly"."""
+    pbx_db, planfix, config = env
+    old = list(synth.generate(12, utc_now() - timedelta(days=3), seed=67, mean_gap=3600))
+    today = recent(4, seed=68)
+    synth.insert(pbx_db.admin, old + today)
+    bad = config(planfix={"token": "not-the-token"})
+    sync = cdrsync(bad, "sync")
+    proc = cdrsync(bad, "backfill", "--since", day(4))
+    assert proc.returncode == sync.returncode == 1, proc.stderr
+    assert "rejected the token" in proc.stderr and "check [planfix] token" in proc.stderr
+    assert "ended unexpectedly" not in proc.stderr and "not-the-token" not in proc.stderr
+    assert len(planfix.attempts()) == 2  # one 401 each, then stopped
+    good = config(planfix={"token": planfix.token})
+    cdrsync(good, "backfill", "--since", day(4), check=True)
+    assert each_once(planfix, old + today)
