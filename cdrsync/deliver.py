@@ -16,11 +16,12 @@ per drain and says so (`DrainResult.more`), so the next live pass is never held 
 Delivery guarantee. One request is in flight at a time, and its entry is marked `sent` (one
 UPDATE, committed) right after Planfix answered 200, never before, and before the next request
 goes. A process crash (SIGKILL, OOM) between that 200 and the commit therefore repeats exactly
-that one request on the next start — the same stored body, at most one duplicate per crash — and
-loses nothing. Those commits skip the fsync (`db.marking_connection`): a power cut or kernel crash
-may also undo the marks of the last moments before it, whose requests are then sent again, with
-the same bodies; still nothing is lost. SIGTERM/SIGINT (the `stop` event) lets the request in
-flight finish and be committed, so a clean stop repeats nothing.
+that one request on the next start — the same stored body (an expiring recording link in it is
+signed afresh at each send), at most one duplicate per crash — and loses nothing. Those commits
+skip the fsync (`db.marking_connection`): a power cut or kernel crash may also undo the marks of
+the last moments before it, whose requests are then sent again, with the same bodies; still
+nothing is lost. SIGTERM/SIGINT (the `stop` event) lets the request in flight finish and be
+committed, so a clean stop repeats nothing.
 
 Speed (tests/benchmarks/deliver.py). Due entries are read `BATCH` at a time, with what each waits
 for (`held_by`) and the call's description for the log, on one connection held for the drain; an
@@ -64,6 +65,7 @@ from cdrsync.config import Config
 from cdrsync.lock import StoreLock
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
 from cdrsync.planfix.messages import MISSED, RESPONSIBLE
+from cdrsync.recordings.links import signed_again
 from cdrsync.state import ledger, notices
 from cdrsync.state.db import marking_connection
 
@@ -230,7 +232,7 @@ class Deliverer:
                     self.limiter.wait(stop.wait)
                     if stop.is_set():
                         return in_a_row, last_problem
-                    outcome, told = self._send(entry)
+                    outcome, told = self._send(entry, now())
                     self.budget.spend()
                 else:
                     outcome = Outcome(OK, told.why)
@@ -315,11 +317,16 @@ class Deliverer:
         self._paused_until = at + pause
         return f"Planfix allows no more requests for {pause:.0f}s (X-RateLimit-Remaining: 0)"
 
-    def _send(self, entry: ledger.OutboxEntry) -> tuple[Outcome, Optional[notices.Recipients]]:
+    def _send(self, entry: ledger.OutboxEntry, at: float
+              ) -> tuple[Outcome, Optional[notices.Recipients]]:
         """Send `entry`; for a `RESPONSIBLE` one also who its answer tells (then it counts as
         delivered: the extensions that rang stand in when Planfix names nobody, refuses the
-        question or does not answer within `[missed] responsible_timeout`)."""
+        question or does not answer within `[missed] responsible_timeout`). An expiring
+        recording link is signed again now (`links.signed_again`)."""
         request = entry.request()
+        link = request.fields.get("record_link")
+        if link and self.cfg.recordings.link_ttl > 0:
+            request.fields["record_link"] = signed_again(link, self.cfg.recordings, at)
         if entry.target != RESPONSIBLE:
             return self.client.send(request), None
         outcome, numbers = self.client.responsible(request, self.cfg.missed.responsible_timeout)

@@ -2,13 +2,15 @@
 SQLite, PostgreSQL and MariaDB stores: live calls and every missed-call notice go before queued
 history, a live call recorded during a drain of history goes next, history keeps within
 `[planfix] daily_limit` (live calls do not), a daemon's drain sends history for at most its
-slice, and only the holder of the send lock sends."""
+slice, only the holder of the send lock sends, and an expiring recording link is signed when its
+request is sent (issue 16 brief item 7)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +20,7 @@ from cdrsync.lock import send_lock
 from cdrsync.model import Status
 from cdrsync.planfix.client import PlanfixClient
 from cdrsync.planfix.messages import completed_requests, missed_requests
+from cdrsync.recordings.links import make_link, signed_again, verify
 from cdrsync.state import ledger
 from cdrsync.state.db import open_store
 from tests.planfix_stub import make_call, planfix  # noqa: F401
@@ -167,3 +170,29 @@ def test_the_backfill_eta_follows_the_slower_of_the_rate_and_the_daily_limit():
     assert sending_eta(1000, 5.0, 0) == 200
     assert sending_eta(20_000, 5.0, 20_000) == DAY  # the budget is the slower
     assert sending_eta(10, 0.0, 0) is None
+
+
+def test_an_expiring_recording_link_is_signed_when_it_is_sent_not_when_queued(planfix,  # noqa: F811
+                                                                               store):  # noqa: F811
+    """A history call queued three days ago with link_ttl = 1 h: Planfix gets a link that opens
+    for an hour from the moment it is sent, not one that expired days ago."""
+    cfg = _cfg(planfix)
+    rec = replace(cfg.recordings, base_url="https://pbx.example.com/rec",
+                  sign_key="k" * 32, link_ttl=3600)
+    cfg = replace(cfg, recordings=rec)
+    relpath = "2024/07/01/in-74951234567-101-20240701-093005-1719826205.1.wav"
+    queued = T0 - 3 * DAY
+    link, is_temp = make_link(relpath, rec, queued)
+    assert is_temp and not verify(relpath, urlsplit(link).query, rec, T0)
+    call = make_call("1719826205.1")
+    with ledger.transaction(store) as conn:
+        ledger.record_calls(conn, [(call, {call.callid}, completed_requests(
+            call, cfg, record_link=link, recorded=True))], "backfill", queued)
+    Deliverer(store, PlanfixClient(cfg.planfix), cfg).drain(threading.Event(), now=Clock())
+    sent = planfix.received("event")[0].fields["record_link"]
+    assert sent != link and urlsplit(sent).path == urlsplit(link).path
+    assert verify(relpath, urlsplit(sent).query, rec, T0 + 3500)
+    assert not verify(relpath, urlsplit(sent).query, rec, T0 + 3700)
+    assert signed_again(sent, replace(rec, link_ttl=0), T0) == sent  # permanent: left alone
+    foreign = "https://elsewhere/x.wav?e=1&s=x"
+    assert signed_again(foreign, rec, T0) == foreign
