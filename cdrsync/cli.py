@@ -277,8 +277,11 @@ def run(obj: Context) -> None:
 
             def one_pass():
                 lock.check()  # a server lock goes with its connection: never run unlocked
-                return _timed_pass(pipeline, "sync", lambda: (
+                result = _timed_pass(pipeline, "sync", lambda: (
                     pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
+                if result.drain is not None and result.drain.more:
+                    result.settled_at = time.time()  # history is waiting: the next pass now
+                return result
 
             try:
                 run_forever(pipeline, stop, one_pass)
@@ -441,7 +444,7 @@ def _status_lines(report: dict) -> list[str]:
     last_error = d.get("last_error")
     if last_error:
         lines.append(f"last Planfix error: call {last_error['callid']}: {last_error['error']}")
-    for flag in ("stalled", "unauthorized"):
+    for flag in ("stalled", "unauthorized", "budget"):
         if d.get(flag):
             lines.append(f"delivery {flag} since {when(d[flag]['since'])}: {d[flag]['value']}")
     lines += _quarantine_lines(report["quarantine"])

@@ -202,8 +202,8 @@ _RANGES: dict[str, _Range] = {
     # the first retry waits 1 s; past an hour a recovered Planfix waits too long for its queue
     "planfix.backoff_max": _Range(1, _HOUR),
     # Planfix documents 20,000-100,000 requests a day for its other APIs; fewer than 100 a day
-    # would take a backfill years
-    "planfix.daily_limit": _Range(100, 10_000_000, "requests", off="no limit"),
+    # would take a backfill years, and the default rate sends 432,000 at most
+    "planfix.daily_limit": _Range(100, 500_000, "requests", off="no limit"),
     # the late-recording table is re-read every minute while a call waits in it
     "recordings.late_window": _Range(1, 30 * _DAY, off="never look again"),
     # a file untouched for an hour is finished; more delays every recorded call's link

@@ -102,7 +102,7 @@ def test_history_keeps_within_the_daily_limit_and_live_calls_do_not(planfix, sto
     assert planfix.callids() == history[:2] + live
     assert len(_lines(deliver_log, containing="daily_limit")) == 1  # logged once
     with store.connect() as conn:
-        assert ledger.get_flag(conn, BUDGET_FLAG) is not None
+        assert ledger.stats(conn)["budget"]["value"].startswith("[planfix] daily_limit of 100")
     clock.advance(DAY)  # the day's requests have aged out
     deliverer.drain(threading.Event(), now=clock)
     assert planfix.callids() == history[:2] + live + history[2:]

@@ -510,6 +510,7 @@ def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
             "callid": last.callid, "error": last.last_error, "at": last.last_try},
         "stalled": flags.get("stalled"),
         "unauthorized": flags.get("unauthorized"),
+        "budget": flags.get("budget"),  # history waits for `[planfix] daily_limit`
     }
 
 
