@@ -12,6 +12,7 @@ through the real command line, a throw-away MariaDB PBX and the loopback Planfix
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections import Counter
@@ -182,3 +183,45 @@ def test_a_backfill_against_a_wrong_token_says_so_like_sync(env):
     good = config(planfix={"token": planfix.token})
     cdrsync(good, "backfill", "--since", day(4), check=True)
     assert each_once(planfix, old + today)
+
+
+def test_a_call_another_process_records_during_the_batch_is_recorded_once(env, caplog):
+    """The race the ledger cannot see coming: between this batch's look at the handled
+    linkedids and its INSERT, another cdrsync (here: a connection of this test, from a
+    statement hook) records one of its calls. The batch's transaction collides on the linkedid
+    and rolls back; recorded again, it keeps the other's record and sends that call no more."""
+    from sqlalchemy import event
+
+    pbx_db, planfix, config = env
+    old = [c for c in synth.generate(8, utc_now() - timedelta(days=2), seed=69, mean_gap=600)
+           if c.truth.direction != "internal"]
+    synth.insert(pbx_db.admin, old)
+    cfg = config_mod.load(str(config()), env={})
+    taken = old[0].truth.linkedid
+    rival = make_call("rival.1")
+    pipeline = Pipeline(cfg)
+    raced: list[bool] = []
+
+    def rival_first(conn, _cursor, statement, *_args) -> None:
+        if raced or not statement.lstrip().upper().startswith("INSERT INTO CALLS"):
+            return
+        raced.append(True)
+        with ledger.transaction(pipeline.store) as other:
+            ledger.record_calls(other, [(rival, {taken}, [])], "sync")
+
+    event.listen(pipeline.store, "before_cursor_execute", rival_first)
+    since = (utc_now() - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+    try:
+        with caplog.at_level(logging.INFO, logger="cdrsync.pipeline"):
+            pipeline.backfill(since, None, notify_missed=False)
+    finally:
+        pipeline.close()
+    assert raced and "recorded some of these calls at the same moment" in caplog.text
+    store = open_store(cfg.state.url)
+    try:
+        with store.connect() as conn:
+            assert ledger.owners(conn, [taken]) == {taken: "rival.1"}
+            assert ledger.summary(conn, taken) is None
+    finally:
+        store.dispose()
+    assert each_once(planfix, old[1:])
