@@ -7,11 +7,12 @@ finds it taken sends nothing (`DrainResult.elsewhere`) and leaves its requests t
 
 Order. The outbox has two lanes (`ledger.LIVE`, `ledger.HISTORY`). Live calls and missed-call
 notices go first; a history request goes only when no live one is due (asked before each, one
-probe of the lane index), so a live call recorded meanwhile waits for at most the request in
-flight. History also respects `[planfix] daily_limit` (`budget.DailyBudget`): when the rolling
-day's budget is spent it waits — logged once at INFO, with when it resumes — while live calls
-still go. A deliverer given a `history_slice` (the daemon's) sends history for at most that long
-per drain and says so (`DrainResult.more`), so the next live pass is never held up by history.
+probe of the lane index, at most every `PROBE_EVERY` s), so a live call recorded meanwhile waits
+for at most the request in flight (and, at an unlimited rate, `PROBE_EVERY` s of history).
+History also respects `[planfix] daily_limit` (`budget.DailyBudget`): when the rolling day's
+budget is spent it waits — logged once at INFO, with when it resumes — while live calls still
+go. A deliverer given a `history_slice` (the daemon's) sends history for at most that long per
+drain and says so (`DrainResult.more`), so the next live pass is never held up by history.
 
 Delivery guarantee. One request is in flight at a time, and its entry is marked `sent` (one
 UPDATE, committed) right after Planfix answered 200, never before, and before the next request
@@ -77,6 +78,9 @@ BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... u
 PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
 SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
 
+# s: a history request first asks whether a live one is due, unless it asked this recently: at
+# the default rate that is before each one; unlimited, the probe costs no statement per request
+PROBE_EVERY = 0.1
 STALLED, UNAUTHORIZED_FLAG, BUDGET_FLAG = "stalled", "unauthorized", "budget"
 
 
@@ -185,6 +189,7 @@ class Deliverer:
         after = {ledger.LIVE: 0, ledger.HISTORY: 0}  # the last entry looked at, per lane
         lane = ledger.LIVE
         locked = False
+        probed = float("-inf")  # when history last asked for due live entries
         in_a_row = 0
         last_problem = ""
         # about a second of work per read: a batch read long before its turn could be stale
@@ -213,14 +218,16 @@ class Deliverer:
                 if stop.is_set() or (max_seconds is not None
                                      and self.clock() - started >= max_seconds):
                     return in_a_row, last_problem
-                if lane == ledger.HISTORY:
+                if lane == ledger.HISTORY and self.clock() - probed >= PROBE_EVERY:
+                    probed = self.clock()
                     with ledger.transaction(conn):
                         live = ledger.any_due(conn, now(), ledger.LIVE, after[ledger.LIVE])
                     if live:
                         lane = ledger.LIVE
                         break
-                    if not self._history_may_go(conn, now(), started, result):
-                        return in_a_row, last_problem
+                if lane == ledger.HISTORY and not self._history_may_go(conn, now(), started,
+                                                                       result):
+                    return in_a_row, last_problem
                 after[lane] = entry.id
                 if entry.held_by is not None and entry.held_by not in went:
                     continue

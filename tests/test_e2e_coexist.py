@@ -8,6 +8,8 @@ through the real command line, a throw-away MariaDB PBX and the loopback Planfix
   neither lost nor sent twice.
 - With 20,000 history requests queued, a live call written to the PBX is sent before the queued
   history: after its request was recorded, at most the history request in flight goes first.
+- A call another process records in the middle of a batch's recording is recorded once.
+- A backfill against a wrong token ends as `sync` does (issue 14 item 9).
 """
 
 from __future__ import annotations
