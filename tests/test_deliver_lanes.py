@@ -19,11 +19,11 @@ from cdrsync.deliver import BUDGET_FLAG, Deliverer
 from cdrsync.lock import send_lock
 from cdrsync.model import Status
 from cdrsync.planfix.client import PlanfixClient
-from cdrsync.planfix.messages import completed_requests, missed_requests
+from cdrsync.planfix.messages import completed_requests, missed_requests, record_request
 from cdrsync.recordings.links import make_link, signed_again, verify
 from cdrsync.state import ledger
 from cdrsync.state.db import open_store
-from tests.planfix_stub import make_call, planfix  # noqa: F401
+from tests.planfix_stub import make_call, planfix, stub_config  # noqa: F401
 from tests.test_deliver import T0, Clock, _callids, _cfg, _lines, deliver_log, store  # noqa: F401
 
 MISSED = {"status": Status.MISSED, "answered_by": "", "final_ext": "", "duration": 0}
@@ -198,3 +198,19 @@ def test_an_expiring_recording_link_is_signed_when_it_is_sent_not_when_queued(pl
     assert signed_again(sent, replace(rec, link_ttl=0), T0) == sent  # permanent: left alone
     foreign = "https://elsewhere/x.wav?e=1&s=x"
     assert signed_again(foreign, rec, T0) == foreign
+
+
+def test_a_late_recording_link_joins_its_calls_lane(store):  # noqa: F811
+    cfg = stub_config()
+    record(store, cfg, ["1719826201.1"], "backfill")
+    record(store, cfg, ["1719826202.2"], "sync")
+    with ledger.transaction(store) as conn:
+        ledger.add_requests(conn, [record_request(c, f"https://pbx/r/{c}")
+                                   for c in ("1719826201.1", "1719826202.2", "1719826203.3")],
+                            now=T0)
+    with store.connect() as conn:
+        lanes = {e.callid: lane for lane in ledger.LANES
+                 for e in ledger.due(conn, T0 + 1, include_held=True, priority=lane)
+                 if e.kind == "record"}
+    assert lanes == {"1719826201.1": ledger.HISTORY, "1719826202.2": ledger.LIVE,
+                     "1719826203.3": ledger.LIVE}

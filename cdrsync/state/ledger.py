@@ -292,9 +292,10 @@ def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
 
 
 def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[float] = None,
-                 priority: int = LIVE) -> int:
-    """Queue requests whose key is not queued yet (a late `record`, ...) in lane `priority`;
-    returns how many."""
+                 priority: Optional[int] = None) -> int:
+    """Queue requests whose key is not queued yet in lane `priority`; returns how many. Without
+    one (a late `record`, ...) a request joins its call's lane, LIVE for a call with none: a
+    backfilled call's late link must not jump ahead of its own COMPLETED's lane."""
     now = time.time() if now is None else now
     wanted = list(requests)
     if not wanted:
@@ -304,6 +305,12 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
         for chunk in _chunks([r.key for r in wanted]):
             existing.update(r[0] for r in conn.execute(
                 select(outbox.c.key).where(outbox.c.key.in_(chunk))))
+        lanes: dict[str, int] = {}
+        if priority is None:
+            for chunk in _chunks(sorted({r.callid for r in wanted})):
+                lanes.update((r[0], r[1]) for r in conn.execute(
+                    select(outbox.c.callid, func.max(outbox.c.priority))
+                    .where(outbox.c.callid.in_(chunk)).group_by(outbox.c.callid)))
         rows = []
         for r in wanted:
             if r.key in existing:
@@ -312,7 +319,8 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
             rows.append({"key": r.key, "callid": r.callid, "target": r.target,
                          "body": json.dumps(r.fields, ensure_ascii=False, sort_keys=True),
                          "state": PENDING, "attempts": 0, "created_at": now,
-                         "priority": priority,
+                         "priority": priority if priority is not None
+                         else lanes.get(r.callid, LIVE),
                          "next_try": r.not_before if r.not_before is not None else now})
         if rows:
             conn.execute(insert(outbox), rows)
