@@ -350,11 +350,13 @@ class Deliverer:
             return notices.remembered(conn, entry.request(), at, self.cfg.missed.responsible_ttl)
 
     def _load_flags(self, conn: Connection) -> None:
-        """Read the delivery conditions once per drain; afterwards only changes are written."""
+        """Read the delivery conditions once per drain (one query); afterwards only changes are
+        written."""
         with ledger.transaction(conn):
-            self._stall = ledger.get_flag(conn, STALLED)
-            self._refused = ledger.get_flag(conn, UNAUTHORIZED_FLAG) is not None
-            self._waiting = ledger.get_flag(conn, BUDGET_FLAG)
+            flags = ledger.flags(conn)
+        self._stall = flags.get(STALLED)
+        self._refused = UNAUTHORIZED_FLAG in flags
+        self._waiting = flags.get(BUDGET_FLAG)
 
     def _held_back(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> bool:
         """Drop a missed-call notice that the callback window made pointless."""

@@ -214,3 +214,26 @@ def test_a_late_recording_link_joins_its_calls_lane(store):  # noqa: F811
                  if e.kind == "record"}
     assert lanes == {"1719826201.1": ledger.HISTORY, "1719826202.2": ledger.LIVE,
                      "1719826203.3": ledger.LIVE}
+
+
+def test_an_idle_drain_reads_the_flags_and_each_lane_once_and_takes_no_lock(planfix,  # noqa: F811
+                                                                             tmp_path):
+    """What `run` pays every pass when nothing waits: three small queries on the store."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    cfg = _cfg(planfix)
+    cfg = replace(cfg, state=replace(cfg.state, url=url))
+    engine = open_store(url)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: statements.append(statement))
+    deliverer = Deliverer(engine, PlanfixClient(cfg.planfix), cfg, sender=send_lock(cfg.state))
+    try:
+        deliverer.drain(threading.Event(), now=Clock())
+        queries = [s for s in statements if not s.startswith("PRAGMA")]
+        assert len(queries) == 3, queries
+        assert not deliverer.sender.held
+    finally:
+        deliverer.close()
+        engine.dispose()

@@ -506,8 +506,8 @@ def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
         select(outbox.c.callid, outbox.c.last_error, outbox.c.last_try)
         .where(outbox.c.last_error.is_not(None), outbox.c.state.in_((PENDING, FAILED)))
         .order_by(outbox.c.last_try.desc()).limit(1)).first()
-    flags = {name: {"value": value, "since": since}
-             for name, value, since in conn.execute(select(delivery_flags))}
+    raised = {name: {"value": value, "since": since}
+              for name, (value, since) in flags(conn).items()}
     return {
         **counts,
         "calls": conn.execute(select(func.count()).select_from(calls)).scalar_one(),
@@ -516,9 +516,9 @@ def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
             "age": max(0.0, now - oldest.created_at)},
         "last_error": None if last is None else {
             "callid": last.callid, "error": last.last_error, "at": last.last_try},
-        "stalled": flags.get("stalled"),
-        "unauthorized": flags.get("unauthorized"),
-        "budget": flags.get("budget"),  # history waits for `[planfix] daily_limit`
+        "stalled": raised.get("stalled"),
+        "unauthorized": raised.get("unauthorized"),
+        "budget": raised.get("budget"),  # history waits for `[planfix] daily_limit`
     }
 
 
@@ -541,6 +541,11 @@ def summary(conn: Connection, callid: str) -> Optional[dict[str, Any]]:
                       "attempts": e.attempts, "last_error": e.last_error, "sent_at": e.sent_at,
                       "body": json.loads(e.body)} for e in entries],
     }
+
+
+def flags(conn: Connection) -> dict[str, tuple[str, float]]:
+    """Every delivery condition raised: name -> (value, since)."""
+    return {name: (value, since) for name, value, since in conn.execute(select(delivery_flags))}
 
 
 def get_flag(conn: Connection, name: str) -> Optional[tuple[str, float]]:
