@@ -24,7 +24,7 @@ import click
 from . import __version__, logs
 from . import config as config_mod
 from .config import Config, ConfigError, redact
-from .lock import Busy, RunLock
+from .lock import HISTORY, LIVE, Busy, StoreLock
 from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.cli")
@@ -160,8 +160,10 @@ def _tell_dry_run(pipeline) -> None:
         click.echo("\n".join(pipeline.out.summary()), err=True)
 
 
-def _locked(obj: Context) -> RunLock:
-    return RunLock(obj.cfg.state)
+def _locked(obj: Context, job: str = LIVE) -> StoreLock:
+    """The lock of a reading job: LIVE (sync, run, retry) or HISTORY (backfill); sending has
+    its own lock, taken by the deliverer (`lock` module)."""
+    return StoreLock(obj.cfg.state, job)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -270,11 +272,16 @@ def run(obj: Context) -> None:
     try:
         with _locked(obj) as lock:
             pipeline = _pipeline(obj, stop=stop)
+            # history waits for the next live pass after an interval's worth of it
+            pipeline.deliverer.history_slice = obj.cfg.schedule.interval
 
             def one_pass():
                 lock.check()  # a server lock goes with its connection: never run unlocked
-                return _timed_pass(pipeline, "sync", lambda: (
+                result = _timed_pass(pipeline, "sync", lambda: (
                     pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
+                if result.drain is not None and result.drain.more:
+                    result.settled_at = time.time()  # history is waiting: the next pass now
+                return result
 
             try:
                 run_forever(pipeline, stop, one_pass)
@@ -322,10 +329,12 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
     until_dt = _parse_day(until, "--until")
     if until_dt is not None and since_dt is not None and until_dt <= since_dt:
         raise click.BadParameter("must be after --since", param_hint="--until")
+    from .budget import duration
+
     stop = _stop_on_signals()
     _collect_rarely()
     try:
-        with _locked(obj):
+        with _locked(obj, HISTORY):
             pipeline = _pipeline(obj, dry_run, stop)
             try:
                 with click.progressbar(length=STEPS, label="backfill", file=sys.stderr,
@@ -333,11 +342,13 @@ def backfill(obj: Context, since: str, until: Optional[str], dry_run: bool,
                                        item_show_func=lambda text: text) as bar:
                     started = time.time()
 
-                    def progress(found: int, sent: int, share: Optional[float]) -> None:
+                    def progress(found: int, sent: int, share: Optional[float],
+                                 eta: Optional[float]) -> None:
                         rate = sent / max(time.time() - started, 1e-6)
                         step = int((share or 0.0) * STEPS)
+                        sending = f", sending done in ~{duration(eta)}" if eta else ""
                         bar.update(max(0, step - bar.pos),
-                                   f"{found} calls found, {sent} sent, {rate:.0f}/s")
+                                   f"{found} calls found, {sent} sent, {rate:.0f}/s{sending}")
 
                     result = _timed_pass(pipeline, "backfill", lambda: pipeline.backfill(
                         since_dt, until_dt, notify_missed=notify_missed, progress=progress))
@@ -433,7 +444,7 @@ def _status_lines(report: dict) -> list[str]:
     last_error = d.get("last_error")
     if last_error:
         lines.append(f"last Planfix error: call {last_error['callid']}: {last_error['error']}")
-    for flag in ("stalled", "unauthorized"):
+    for flag in ("stalled", "unauthorized", "budget"):
         if d.get(flag):
             lines.append(f"delivery {flag} since {when(d[flag]['since'])}: {d[flag]['value']}")
     lines += _quarantine_lines(report["quarantine"])

@@ -64,6 +64,7 @@ class PlanfixConfig:
     timeout: float = 10.0
     ca_bundle: str = ""  # path of a CA bundle for a private CA; certificates are always checked
     backoff_max: float = 300.0  # s: cap of the exponential back-off between retries
+    daily_limit: int = 0  # requests per rolling 24 h that history may use; 0 = no limit
     send_internal: bool = False
     ring_group_cancelled: bool = False  # also send COMPLETED/Cancelled for each other ext that rang
 
@@ -200,6 +201,9 @@ _RANGES: dict[str, _Range] = {
     "planfix.timeout": _Range(0.1, 300),
     # the first retry waits 1 s; past an hour a recovered Planfix waits too long for its queue
     "planfix.backoff_max": _Range(1, _HOUR),
+    # Planfix documents 20,000-100,000 requests a day for its other APIs; fewer than 100 a day
+    # would take a backfill years, and the default rate sends 432,000 at most
+    "planfix.daily_limit": _Range(100, 500_000, "requests", off="no limit"),
     # the late-recording table is re-read every minute while a call waits in it
     "recordings.late_window": _Range(1, 30 * _DAY, off="never look again"),
     # a file untouched for an hour is finished; more delays every recorded call's link

@@ -8,18 +8,21 @@ the courier sends what is due with the ordinary `Deliverer` — so nothing about
 when a request counts as delivered, changes.
 
 Guarantees kept:
-- one request in flight at a time (only the courier sends while it runs), marked sent right after
-  its 200 and before the next request goes;
+- one request in flight at a time (one sender per store: the courier takes the `SEND` lock, or,
+  when another cdrsync holds it, leaves the sending to that one and only the parent records),
+  marked sent right after its 200 and before the next request goes;
 - a SIGKILL of the parent kills the courier too (`PR_SET_PDEATHSIG`), so a killed backfill repeats
   at most the one request in flight, as before; a courier killed alone is noticed by the parent,
   which stops with one line (what is recorded stays queued for the next run);
 - SIGTERM / SIGINT let the request in flight finish and be marked, in either process.
 
-The courier is forked (it inherits the configuration; not the run lock, which ends with the
-parent: `lock.RunLock`) and opens its own store connections; it never touches the parent's
+The courier is forked (it inherits the configuration; not the parent's `HISTORY` lock, which ends
+with the parent: `lock.StoreLock`; the `SEND` lock it takes is its own, and ends with it) and
+opens its own store connections; it never touches the parent's
 database connections. Counters it shares in memory let the parent show progress and keep no more
-than `MAX_AHEAD` requests queued ahead of it, unless delivery is stalled (Planfix down: recording
-goes on, as it does without a courier). Linux only: elsewhere, or for an in-memory store, the
+than `MAX_AHEAD` requests queued ahead of it, unless what is queued cannot go for now (Planfix
+down, another process sending, the daily budget spent: recording goes on, as it does without a
+courier). Linux only: elsewhere, or for an in-memory store, the
 parent sends between batches itself.
 """
 
@@ -40,8 +43,9 @@ from sqlalchemy import Engine
 
 from .config import Config
 from .deliver import Deliverer, DrainResult
+from .lock import send_lock
 from .planfix.client import PlanfixClient
-from .state.db import StoreError, open_store, sqlite_file
+from .state.db import StoreError, open_store, shared
 
 log = logging.getLogger("cdrsync.courier")
 
@@ -49,15 +53,15 @@ MAX_AHEAD = 20_000  # requests the parent may record ahead of the courier's prog
 IDLE = 0.05  # s the courier waits before looking at an empty outbox again
 _PR_SET_PDEATHSIG = 1
 
-# shared counters (one writer each: the courier, except DONE and HALT, written by the parent)
-SENT, HANDLED, RETRIED, FAILED, SKIPPED, STALLED, UNAUTHORIZED, DONE, HALT = range(9)
+# shared counters (one writer each: the courier, except DONE and HALT, written by the parent);
+# HELD_BACK: what is queued cannot go for now (another process sends, or history's daily budget
+# is spent), so the parent must not wait for the courier to catch up
+SENT, HANDLED, RETRIED, FAILED, SKIPPED, STALLED, UNAUTHORIZED, DONE, HALT, HELD_BACK = range(10)
 
 
 def available(cfg: Config) -> bool:
     """Whether a courier can run: Linux (for PR_SET_PDEATHSIG) and a store two processes share."""
-    url = cfg.state.url
-    shared = sqlite_file(url) is not None or not url.startswith("sqlite")
-    return sys.platform.startswith("linux") and shared
+    return sys.platform.startswith("linux") and shared(cfg.state.url)
 
 
 class _Stop:
@@ -89,7 +93,7 @@ class Courier:
         for engine in engines:
             engine.dispose()
         ctx = multiprocessing.get_context("fork")
-        self._shared = ctx.RawArray("q", 9)
+        self._shared = ctx.RawArray("q", 10)
         self._recv, send = ctx.Pipe(duplex=False)
         self._parent = os.getpid()
         self._process = ctx.Process(target=_main, args=(cfg, self._shared, send, self._parent),
@@ -106,16 +110,20 @@ class Courier:
         return bool(self._shared[UNAUTHORIZED])
 
     def check(self) -> None:
-        """Raise if the courier died under the parent (OOM killer, a signal of its own)."""
-        if not self._process.is_alive() and not self._shared[DONE]:
+        """Raise if the courier died under the parent (OOM killer, a signal of its own); one
+        that stopped at Planfix's 401 ended as it should (see `unauthorized`)."""
+        if (not self._process.is_alive() and not self._shared[DONE]
+                and not self._shared[UNAUTHORIZED]):
             self._process.join()
             raise StoreError(self._failure() or self._ended())
 
     def keep_up(self, recorded: int, stop: threading.Event) -> None:
         """Wait while more than MAX_AHEAD of the `recorded` requests are still queued, so a
-        fast reader does not pile the outbox up; never while Planfix is down."""
+        fast reader does not pile the outbox up; never while Planfix is down, another process
+        sends or the daily budget holds history back (recording goes on: the outbox keeps it)."""
         while (recorded - self._shared[HANDLED] > MAX_AHEAD and not self._shared[STALLED]
-               and not self._shared[UNAUTHORIZED] and not stop.is_set()):
+               and not self._shared[UNAUTHORIZED] and not self._shared[HELD_BACK]
+               and not stop.is_set()):
             self.check()
             stop.wait(IDLE)
 
@@ -180,7 +188,7 @@ def _main(cfg: Config, shared: Any, report: Any, parent: int) -> None:
 def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
     store = open_store(cfg.state)
     client = PlanfixClient(cfg.planfix)
-    deliverer = Deliverer(store, client, cfg, keep_lags=False)
+    deliverer = Deliverer(store, client, cfg, keep_lags=False, sender=send_lock(cfg.state))
     try:
         while True:
             last = bool(shared[DONE])  # everything is recorded: this drain is the final one
@@ -194,13 +202,15 @@ def _deliver(cfg: Config, shared: Any, stop: _Stop) -> None:
             got = deliverer.drain(stop, watch=publish)  # type: ignore[arg-type]
             publish(got)
             shared[STALLED] = int(got.stalled)
+            shared[HELD_BACK] = int(got.elsewhere or got.history_waits_until is not None)
             if got.unauthorized:
                 shared[UNAUTHORIZED] = 1
             if last or stop.is_set() or got.unauthorized:
                 return
             if not got.sent:
-                stop.wait(IDLE if not got.stalled else 1.0)
+                stop.wait(IDLE if not (got.stalled or got.elsewhere) else 1.0)
     finally:
+        deliverer.close()
         client.close()
         store.dispose()
 

@@ -1,13 +1,28 @@
-"""Draining the outbox to Planfix: in order, rate-limited, retried for as long as an outage lasts.
+"""Draining the outbox to Planfix: live first, rate-limited, retried for as long as an outage lasts.
+
+One sender per store. A deliverer given the store's `SEND` lock (`cdrsync.lock`) takes it at the
+first drain that finds something due and keeps it until `close()`: whoever holds it sends for
+every process that records into the store (a backfill and the daemon at once); a deliverer that
+finds it taken sends nothing (`DrainResult.elsewhere`) and leaves its requests to the holder.
+
+Order. The outbox has two lanes (`ledger.LIVE`, `ledger.HISTORY`). Live calls and missed-call
+notices go first; a history request goes only when no live one is due (asked before each, one
+probe of the lane index, at most every `PROBE_EVERY` s), so a live call recorded meanwhile waits
+for at most the request in flight (and, at an unlimited rate, `PROBE_EVERY` s of history).
+History also respects `[planfix] daily_limit` (`budget.DailyBudget`): when the rolling day's
+budget is spent it waits — logged once at INFO, with when it resumes — while live calls still
+go. A deliverer given a `history_slice` (the daemon's) sends history for at most that long per
+drain and says so (`DrainResult.more`), so the next live pass is never held up by history.
 
 Delivery guarantee. One request is in flight at a time, and its entry is marked `sent` (one
 UPDATE, committed) right after Planfix answered 200, never before, and before the next request
 goes. A process crash (SIGKILL, OOM) between that 200 and the commit therefore repeats exactly
-that one request on the next start — the same stored body, at most one duplicate per crash — and
-loses nothing. Those commits skip the fsync (`db.marking_connection`): a power cut or kernel crash
-may also undo the marks of the last moments before it, whose requests are then sent again, with
-the same bodies; still nothing is lost. SIGTERM/SIGINT (the `stop` event) lets the request in
-flight finish and be committed, so a clean stop repeats nothing.
+that one request on the next start — the same stored body (an expiring recording link in it is
+signed afresh at each send), at most one duplicate per crash — and loses nothing. Those commits
+skip the fsync (`db.marking_connection`): a power cut or kernel crash may also undo the marks of
+the last moments before it, whose requests are then sent again, with the same bodies; still
+nothing is lost. SIGTERM/SIGINT (the `stop` event) lets the request in flight finish and be
+committed, so a clean stop repeats nothing.
 
 Speed (tests/benchmarks/deliver.py). Due entries are read `BATCH` at a time, with what each waits
 for (`held_by`) and the call's description for the log, on one connection held for the drain; an
@@ -46,9 +61,12 @@ from typing import Callable, Optional
 
 from sqlalchemy import Connection, Engine
 
+from cdrsync.budget import DailyBudget, duration
 from cdrsync.config import Config
+from cdrsync.lock import StoreLock
 from cdrsync.planfix.client import OK, REJECT, UNAUTHORIZED, Outcome, PlanfixClient
 from cdrsync.planfix.messages import MISSED, RESPONSIBLE
+from cdrsync.recordings.links import signed_again
 from cdrsync.state import ledger, notices
 from cdrsync.state.db import marking_connection
 
@@ -59,7 +77,11 @@ OUTAGE_AFTER = 3  # retryable failures in a row that mean "Planfix is down", not
 BACKOFF_BASE = 1.0  # s: the first retry waits up to this long (then 2, 4, ... up to backoff_max)
 PAUSE_INLINE = 5.0  # s: a spent rate allowance that refills sooner is waited for inside a drain
 SPENT_PAUSE = 1.0  # s: the pause when Planfix says nothing remains but not when that changes
-STALLED, UNAUTHORIZED_FLAG = "stalled", "unauthorized"
+
+# s: a history request first asks whether a live one is due, unless it asked this recently: at
+# the default rate that is before each one; unlimited, the probe costs no statement per request
+PROBE_EVERY = 0.1
+STALLED, UNAUTHORIZED_FLAG, BUDGET_FLAG = "stalled", "unauthorized", "budget"
 
 
 @dataclass
@@ -72,6 +94,9 @@ class DrainResult:
     lags: list[float] = field(default_factory=list)
     unauthorized: bool = False
     stalled: bool = False  # the pass stopped because Planfix or the network is down
+    elsewhere: bool = False  # another process holds the send lock: it sends what is queued
+    more: bool = False  # history was still due when the drain's `history_slice` ended
+    history_waits_until: Optional[float] = None  # the daily budget is spent until then
 
 
 class RateLimiter:
@@ -101,8 +126,15 @@ class Deliverer:
 
     def __init__(self, engine: Engine, client: PlanfixClient, cfg: Config, *,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random, keep_lags: bool = True) -> None:
+                 rng: Callable[[], float] = random.random, keep_lags: bool = True,
+                 sender: Optional[StoreLock] = None,
+                 history_slice: Optional[float] = None) -> None:
         self.engine = engine
+        # the store's SEND lock (None: the caller vouches that nothing else sends)
+        self.sender = sender
+        self.history_slice = history_slice
+        self.budget = DailyBudget(cfg.planfix.daily_limit)
+        self._told_elsewhere = False
         # a drain that goes on for a whole backfill would hold one lag per call it sent: only
         # `run`, which reports them as a metric, wants them
         self.keep_lags = keep_lags
@@ -116,6 +148,12 @@ class Deliverer:
         # the store's delivery flags, read at the start of each drain (`_load_flags`)
         self._stall: Optional[tuple[str, float]] = None
         self._refused = False
+        self._waiting: Optional[tuple[str, float]] = None  # the budget flag
+
+    def close(self) -> None:
+        """Give the send lock up (another process may send from now on)."""
+        if self.sender is not None:
+            self.sender.release()
 
     def backoff(self, attempts: int, retry_after: Optional[float] = None) -> float:
         """Seconds before attempt `attempts + 1`: full jitter over an exponential, capped."""
@@ -148,7 +186,10 @@ class Deliverer:
                watch: Optional[Callable[[DrainResult], None]]) -> tuple[int, str]:
         """The sending loop; returns (retryable failures in a row at the end, the last one)."""
         started = self.clock()
-        after_id = 0
+        after = {ledger.LIVE: 0, ledger.HISTORY: 0}  # the last entry looked at, per lane
+        lane = ledger.LIVE
+        locked = False
+        probed = float("-inf")  # when history last asked for due live entries
         in_a_row = 0
         last_problem = ""
         # about a second of work per read: a batch read long before its turn could be stale
@@ -156,10 +197,20 @@ class Deliverer:
         limit = BATCH if rate <= 0 else max(1, min(BATCH, int(rate)))
         while True:
             with ledger.transaction(conn):
-                batch = ledger.due(conn, now(), limit=limit, after_id=after_id,
-                                   include_held=True)
+                batch = ledger.due(conn, now(), limit=limit, after_id=after[lane],
+                                   include_held=True, priority=lane)
             if not batch:
+                if lane == ledger.LIVE:
+                    lane = ledger.HISTORY
+                    continue
                 return in_a_row, last_problem
+            if not locked:  # only now: an idle drain costs the lock nothing
+                taken = self._take_sender(result)
+                if taken is None:
+                    return in_a_row, last_problem
+                locked = True
+                if taken:  # what was read before may have been sent by the last holder
+                    continue
             went: set[int] = set()  # ids sent from this batch: what held entries wait for
             for entry in batch:
                 if watch is not None:
@@ -167,7 +218,17 @@ class Deliverer:
                 if stop.is_set() or (max_seconds is not None
                                      and self.clock() - started >= max_seconds):
                     return in_a_row, last_problem
-                after_id = entry.id
+                if lane == ledger.HISTORY and self.clock() - probed >= PROBE_EVERY:
+                    probed = self.clock()
+                    with ledger.transaction(conn):
+                        live = ledger.any_due(conn, now(), ledger.LIVE, after[ledger.LIVE])
+                    if live:
+                        lane = ledger.LIVE
+                        break
+                if lane == ledger.HISTORY and not self._history_may_go(conn, now(), started,
+                                                                       result):
+                    return in_a_row, last_problem
+                after[lane] = entry.id
                 if entry.held_by is not None and entry.held_by not in went:
                     continue
                 if self._held_back(conn, entry, now()):
@@ -178,7 +239,8 @@ class Deliverer:
                     self.limiter.wait(stop.wait)
                     if stop.is_set():
                         return in_a_row, last_problem
-                    outcome, told = self._send(entry)
+                    outcome, told = self._send(entry, now())
+                    self.budget.spend()
                 else:
                     outcome = Outcome(OK, told.why)
                 if outcome.kind == OK:
@@ -212,6 +274,47 @@ class Deliverer:
                     if paused:
                         return in_a_row, paused
 
+    def _take_sender(self, result: DrainResult) -> Optional[bool]:
+        """Make sure this process is the store's sender. None: another process is (it sends
+        what this one records); True: the send lock was taken just now; False: it was held."""
+        if self.sender is None:
+            return False
+        if self.sender.held and self.sender.still_held():
+            return False
+        if not self.sender.held and self.sender.take():
+            self._told_elsewhere = False
+            return True
+        result.elsewhere = True
+        if not self._told_elsewhere:
+            self._told_elsewhere = True
+            log.info("another cdrsync sends this state store's requests (it holds the send "
+                     "lock): it also sends what this one records")
+        return None
+
+    def _history_may_go(self, conn: Connection, at: float, started: float,
+                        result: DrainResult) -> bool:
+        """Whether a due history request may go now: within the drain's history slice and the
+        daily budget. A budget spent is written down (and logged) once, with when it resumes."""
+        if self.history_slice is not None and self.clock() - started >= self.history_slice:
+            result.more = True
+            return False
+        with ledger.transaction(conn):
+            if self.budget.left(conn, at) > 0:
+                if self._waiting is not None:
+                    ledger.clear_flag(conn, BUDGET_FLAG)
+                    self._waiting = None
+                    log.info("daily limit: history is sent again")
+                return True
+            until = self.budget.resumes_at(conn, at)
+            result.history_waits_until = until
+            reason = (f"[planfix] daily_limit of {self.budget.limit} requests spent; history "
+                      f"waits until {_clock(until)} (live calls still go)")
+            if self._waiting is None:
+                ledger.set_flag(conn, BUDGET_FLAG, reason, at)
+                self._waiting = (reason, at)
+                log.info("%s", reason)
+        return False
+
     def _spent(self, outcome: Outcome, at: float) -> str:
         """Pause after Planfix said no request remains; why, when the pass must end for it."""
         pause = SPENT_PAUSE if outcome.rate_reset is None else outcome.rate_reset
@@ -221,11 +324,16 @@ class Deliverer:
         self._paused_until = at + pause
         return f"Planfix allows no more requests for {pause:.0f}s (X-RateLimit-Remaining: 0)"
 
-    def _send(self, entry: ledger.OutboxEntry) -> tuple[Outcome, Optional[notices.Recipients]]:
+    def _send(self, entry: ledger.OutboxEntry, at: float
+              ) -> tuple[Outcome, Optional[notices.Recipients]]:
         """Send `entry`; for a `RESPONSIBLE` one also who its answer tells (then it counts as
         delivered: the extensions that rang stand in when Planfix names nobody, refuses the
-        question or does not answer within `[missed] responsible_timeout`)."""
+        question or does not answer within `[missed] responsible_timeout`). An expiring
+        recording link is signed again now (`links.signed_again`)."""
         request = entry.request()
+        link = request.fields.get("record_link")
+        if link and self.cfg.recordings.link_ttl > 0:
+            request.fields["record_link"] = signed_again(link, self.cfg.recordings, at)
         if entry.target != RESPONSIBLE:
             return self.client.send(request), None
         outcome, numbers = self.client.responsible(request, self.cfg.missed.responsible_timeout)
@@ -242,10 +350,13 @@ class Deliverer:
             return notices.remembered(conn, entry.request(), at, self.cfg.missed.responsible_ttl)
 
     def _load_flags(self, conn: Connection) -> None:
-        """Read the delivery conditions once per drain; afterwards only changes are written."""
+        """Read the delivery conditions once per drain (one query); afterwards only changes are
+        written."""
         with ledger.transaction(conn):
-            self._stall = ledger.get_flag(conn, STALLED)
-            self._refused = ledger.get_flag(conn, UNAUTHORIZED_FLAG) is not None
+            flags = ledger.flags(conn)
+        self._stall = flags.get(STALLED)
+        self._refused = UNAUTHORIZED_FLAG in flags
+        self._waiting = flags.get(BUDGET_FLAG)
 
     def _held_back(self, conn: Connection, entry: ledger.OutboxEntry, at: float) -> bool:
         """Drop a missed-call notice that the callback window made pointless."""
@@ -276,7 +387,7 @@ class Deliverer:
                 ledger.clear_flag(conn, UNAUTHORIZED_FLAG)
         self._stall, self._refused = None, False
         if stall is not None:
-            log.info("Planfix delivery recovered after %s", _duration(at - stall[1]))
+            log.info("Planfix delivery recovered after %s", duration(at - stall[1]))
         if refused or self._told_unauthorized:
             self._told_unauthorized = False
             log.info("Planfix accepts the token again; delivery resumed")
@@ -335,10 +446,6 @@ def _describe(entry: ledger.OutboxEntry) -> str:
     return f"{entry.callid} {direction} {status} ext {ext or '-'}"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}min"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+def _clock(epoch: float) -> str:
+    """A moment of the next day or so, for a log line (local time of this host)."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))

@@ -108,6 +108,15 @@ def _reaches_present(until_local: Optional[datetime], now: float, cfg: Config) -
 
 def _history_discovery(calls: list[CallRows], handled: Handled, key: str, value: str, now: float,
                        share: float, handover: Optional[Handover] = None) -> Discovery:
+    """A batch of the range, moving its cursor; with `handover`, also where a first live sync
+    takes over.
+
+    A backfill that reaches the present writes its hand-over point twice: with its last batch,
+    and early, with its first (`early`), at a point it is sure to reach (CEL: the last cel id of
+    the range, known at the start; CDR-only: before any call it may leave to the live sync). So
+    a daemon started for the first time while the backfill works takes over where the backfill
+    will stop, not at now - lookback, which would lose the calls between the backfill's start
+    and that moment once the backfill has run longer than `lookback`."""
     fresh, old = drop_handled(calls, handled)
     changes = progress.Changes(now=now, cursors={key: value})
     if handover is not None:
@@ -127,6 +136,11 @@ def _cel_history(source: Source, cfg: Config, key: str, saved: Optional[str],
     span = max(1, end_id - 1 - first)
     collected: list[tuple[int, CallRows]] = []
     done = stream.position >= end_id - 1
+    handover = None
+    if _reaches_present(until_local, now, cfg):
+        handover = Handover(to_local(now - cfg.source.max_call - START_SLACK, cfg.source.zone),
+                            end_id - 1)
+    early = handover  # with the first batch: see `_early`
     while not done:
         done = stream.step()
         collected += stream.take_ready()
@@ -137,11 +151,8 @@ def _cel_history(source: Source, cfg: Config, key: str, saved: Optional[str],
             # calls still to come must stay ahead of the cursor
             cursor = min(cap, collected[0][0] - 1) if collected else cap
             yield _history_discovery(_distinct(part), handled, key, str(cursor), now,
-                                     (cursor - first) / span)
-    handover = None
-    if _reaches_present(until_local, now, cfg):
-        handover = Handover(to_local(now - cfg.source.max_call - START_SLACK, cfg.source.zone),
-                            end_id - 1)
+                                     (cursor - first) / span, early)
+            early = None
     yield _history_discovery(_distinct(collected), handled, key, str(end_id - 1), now, 1.0,
                              handover)
 
@@ -346,6 +357,11 @@ def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
         return max(start, min(at, held)).isoformat(sep=" ")
 
     collected: list[CallRows] = []
+    # with the first batch (see `_early`): before any call this backfill may leave to the live
+    # sync (one that ended within `recent` of now started at most max_call before that)
+    early = (Handover(datetime.fromisoformat(cursor(present - timedelta(
+        seconds=recent + cfg.source.max_call)))) if _reaches_present(until_local, now, cfg)
+        else None)
     for first, chunk_end, rows in _busy_chunks(source, start, end):
         done += len(rows)
         for call in _calls_started(source, cfg, rows, first, chunk_end):
@@ -355,8 +371,8 @@ def _cdr_history(source: Source, cfg: Config, key: str, saved: Optional[str],
             collected.append(call)
         if len(collected) >= batch_calls:
             yield _history_discovery(collected, handled, key, cursor(chunk_end), now,
-                                     min(1.0, done / total))
-            collected = []
+                                     min(1.0, done / total), early)
+            collected, early = [], None
     last = cursor(end)
     handover = (Handover(datetime.fromisoformat(last))
                 if _reaches_present(until_local, now, cfg) else None)

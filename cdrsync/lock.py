@@ -1,11 +1,25 @@
-"""One cdrsync at a time per state store: cron + daemon, or two cron runs, never work at once.
+"""The locks that keep cdrsyncs sharing one state store out of each other's way.
 
-`RunLock(store, name="run")` is an exclusive lock on a state store (its URL, or its `[state]`
-section, whose namespace it honours), named so that different jobs can lock apart (`run`, the
-default, is what sync / run / backfill take). Where it lives:
+A store has three jobs, each done by one process at a time, so that history never waits for
+today's calls to be read nor today's calls for history (issue 16 §3):
 
-- an SQLite file: an `flock` on a file beside it (`state.db.lock`; `state.db.NAME.lock` for other
-  names). The file is on this host, so every process that can open the store sees the lock.
+- `LIVE`: reading the live PBX tables (`sync`, `run`, `retry --quarantined`). Two live readers
+  would move one cursor; a cron `sync` next to the daemon says so and exits 0.
+- `HISTORY`: reading a backfill range (`backfill`): two backfills exclude each other, a backfill
+  and the live sync do not (the ledger's handled linkedids, checked again in the recording
+  transaction, keep a call they both meet from being recorded twice).
+- `SEND`: draining the outbox (`deliver.Deliverer`): one request in flight per store, one rate.
+  Whoever holds it sends for everyone, live calls and missed-call notices first; another
+  process only records into the outbox.
+
+`StoreLock(store, name)` is an exclusive lock on a state store (its URL, or its `[state]`
+section, whose namespace it honours) under one of those names. This module is the half a process
+holds; `cdrsync.state.locks` is the SQL a server store's lock is made of. Where it lives:
+
+- an SQLite file: an `flock` on a file beside it (`state.db.lock` for `LIVE`, the file the single
+  run lock of earlier versions used, so an old daemon and a new sync still exclude each other;
+  `state.db.NAME.lock` for the others). The file is on this host, so every process that can
+  open the store sees the lock.
 - PostgreSQL, MySQL / MariaDB: a lock the server holds (`cdrsync.state.locks`) for a
   connection of its own, open as long as the lock is held. A file would not do: the store is
   reached from other hosts, and systemd's PrivateTmp gives each unit a temp dir of its own.
@@ -37,18 +51,36 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .state import locks
-from .state.db import Store, StoreError, address, describe, ensure_folder, sqlite_file, user
+from .state.db import (
+    Store,
+    StoreError,
+    address,
+    describe,
+    ensure_folder,
+    shared,
+    sqlite_file,
+    user,
+)
 
 log = logging.getLogger("cdrsync.lock")
+
+
+LIVE, HISTORY, SEND = "live", "history", "send"
+
+
+def send_lock(store: Store) -> Optional[StoreLock]:
+    """The `SEND` lock of a store, for a deliverer; None for a store no other process can open
+    (an in-memory SQLite database: nothing to exclude)."""
+    return StoreLock(store, SEND) if shared(address(store)[0]) else None
 
 
 class Busy(Exception):
     """Another cdrsync holds the lock."""
 
 
-def lock_path(state_url: str, name: str = "run") -> Path:
+def lock_path(state_url: str, name: str = LIVE) -> Path:
     """The flock file of a store that does not lock in its server."""
-    suffix = ".lock" if name == "run" else f".{name}.lock"
+    suffix = ".lock" if name == LIVE else f".{name}.lock"
     database = sqlite_file(state_url)
     if database is not None:
         return database.with_name(database.name + suffix)
@@ -57,12 +89,13 @@ def lock_path(state_url: str, name: str = "run") -> Path:
     return Path(tempfile.gettempdir()) / f"cdrsync-{digest}{suffix}"
 
 
-class RunLock:
-    """`with RunLock(cfg.state): ...` — raises Busy when another process holds it, StoreError
-    when it cannot be taken (a folder this user may not write, a server that does not answer).
+class StoreLock:
+    """`with StoreLock(cfg.state, LIVE): ...` — raises Busy when another process holds it,
+    StoreError when it cannot be taken (a folder this user may not write, a server that does not
+    answer). `take()` / `release()` do the same for a lock tried again and again (`SEND`).
     """
 
-    def __init__(self, store: Store, name: str = "run") -> None:
+    def __init__(self, store: Store, name: str = LIVE) -> None:
         self.url, self.namespace = address(store)
         self.name = locks.check_name(name)
         self.dialect = make_url(self.url).get_backend_name()
@@ -81,7 +114,11 @@ class RunLock:
         space = f" in namespace {self.namespace}" if self.namespace else ""
         return f"{self.dialect} lock {self.name!r}{space}"
 
-    def __enter__(self) -> RunLock:
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._conn is not None
+
+    def __enter__(self) -> StoreLock:
         if self.on_server:
             self._take_on_server()
         else:
@@ -90,6 +127,20 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def take(self) -> bool:
+        """Take the lock if it is free (True), or keep it if it is held already; False when
+        another process holds it."""
+        if self.held:
+            return True
+        try:
+            self.__enter__()
+        except Busy:
+            return False
+        return True
+
+    def release(self) -> None:
         _HELD.discard(self)
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -107,11 +158,18 @@ class RunLock:
         restarted, a proxy cut an idle line): it is taken again if it is free; if another
         cdrsync has it meanwhile, StoreError, since two must never work at once.
         """
+        if not self.still_held():
+            raise StoreError(f"the {self.name} lock was lost with its connection to the store, "
+                             "and another cdrsync has taken it: stopping this one")
+
+    def still_held(self) -> bool:
+        """Whether the lock taken is still this process's (see `check`); a lost server lock
+        that is free is taken again. False: it is lost (or was never taken)."""
         if self._conn is None:
-            return
+            return self._fd is not None
         try:
             if locks.holds(self._conn, self.namespace, self.name):
-                return
+                return True
         except SQLAlchemyError:
             pass
         self._drop_connection()
@@ -119,9 +177,10 @@ class RunLock:
             self._take_on_server()
         except Busy:
             _HELD.discard(self)
-            raise StoreError("the run lock was lost with its connection to the store, and "
-                             "another cdrsync has taken it: stopping this one") from None
-        log.warning("the run lock's connection to the state store was lost; lock taken again")
+            return False
+        log.warning("the %s lock's connection to the state store was lost; lock taken again",
+                    self.name)
+        return True
 
     def _take_file(self) -> None:
         assert self.path is not None
@@ -153,7 +212,7 @@ class RunLock:
                 raise
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"the run lock cannot be taken: {describe(exc)}") from None
+            raise StoreError(f"the {self.name} lock cannot be taken: {describe(exc)}") from None
         try:
             if not got:
                 raise Busy(f"another cdrsync is working on this state store ({self.where})")
@@ -195,12 +254,12 @@ def _socket_of(dbapi_connection: Any) -> int:
         return int(fileno())
     sock = getattr(dbapi_connection, "_sock", None)
     if sock is None:
-        raise StoreError(f"the run lock cannot be held through the driver "
+        raise StoreError(f"a lock cannot be held through the driver "
                          f"{type(dbapi_connection).__module__}: use psycopg or PyMySQL")
     return sock.fileno()
 
 
-_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+_HELD: weakref.WeakSet[StoreLock] = weakref.WeakSet()
 _ORPHANS: list[Any] = []
 
 

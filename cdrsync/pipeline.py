@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Optional
 
+from sqlalchemy.exc import IntegrityError
+
 from . import finder, history
+from .budget import sending_eta
 from .config import Config, redact
 from .courier import Courier
 from .courier import available as courier_available
 from .deliver import Deliverer, DrainResult
 from .dryrun import DryRunOut
+from .lock import send_lock
 from .model import Call, CallRows
 from .pbx.keeper import Keeper
 from .planfix import messages as pfreq
@@ -40,6 +44,7 @@ log = logging.getLogger("cdrsync.pipeline")
 
 LATE_EVERY = 60.0  # s between two looks for recordings that were missing at COMPLETED time
 PRUNE_EVERY = 3600.0  # s between two prunings of delivered request bodies
+RECORD_ATTEMPTS = 3  # a batch's recording, when another process recorded one of its calls first
 
 
 @dataclass
@@ -99,13 +104,14 @@ class Pipeline:
         self.store = open_store(cfg.state)
         self.source = Source.from_config(cfg)
         self.client = PlanfixClient(cfg.planfix)
-        self.deliverer = Deliverer(self.store, self.client, cfg)
+        self.deliverer = Deliverer(self.store, self.client, cfg, sender=send_lock(cfg.state))
         self.zone = cfg.source.zone
         self.pbx_model = Keeper(self.store, self.source, cfg.pbx)  # the learned PBX model
         self._late_checked_at = float("-inf")
         self._pruned_at = float("-inf")
 
     def close(self) -> None:
+        self.deliverer.close()
         self.source.close()
         self.store.dispose()
 
@@ -138,11 +144,14 @@ class Pipeline:
     # ---- history ----------------------------------------------------------------------------
     def backfill(self, since: datetime, until: Optional[datetime], *, notify_missed: bool,
                  now: Optional[float] = None,
-                 progress: Optional[Callable[[int, int, Optional[float]], None]] = None
+                 progress: Optional[Callable[[int, int, Optional[float], Optional[float]],
+                                             None]] = None
                  ) -> PassResult:
         """Import calls that started in [since, until): resumable, nothing sent twice.
 
-        `progress(found, sent, share_done)` is called after every batch.
+        `progress(found, sent, share_done, sending_eta)` is called after every batch; the ETA
+        (s) is what the requests queued and not yet sent take at `[planfix] rate` and
+        `daily_limit` (None: neither limits them).
         """
         now = time.time() if now is None else now
         result = PassResult()
@@ -171,18 +180,22 @@ class Pipeline:
                     if result.drain.unauthorized:
                         break
                 if progress:
-                    progress(result.found, result.sent, discovery.progress)
+                    progress(result.found, result.sent, discovery.progress,
+                             self._sending_eta(queued - result.sent))
         finally:
             if courier is not None:
                 result.drain = courier.finish(self.stop)
                 result.sent = result.drain.sent
                 if progress:
-                    progress(result.found, result.sent, None)
+                    progress(result.found, result.sent, None, None)
         if courier is None and not self.dry_run and not self.stop.is_set() and not (
                 result.drain and result.drain.unauthorized):
             result.drain = self.deliverer.drain(self.stop)
             result.sent += result.drain.sent
         return result
+
+    def _sending_eta(self, pending: int) -> Optional[float]:
+        return sending_eta(pending, self.cfg.planfix.rate, self.cfg.planfix.daily_limit)
 
     # ---- the parts ------------------------------------------------------------------------
     def _handled(self, linkedids: Iterable[str]) -> set[str]:
@@ -204,10 +217,21 @@ class Pipeline:
             for h in held:
                 log.warning("call %s would be quarantined (%s): %s", h.callid, h.step, h.reason)
             return 0
-        with ledger.transaction(self.store) as conn:
-            self._record(conn, prepared, origin, now)
-            new = quarantine.hold(conn, held, origin, notify_missed, now)
-            discovery.commit(conn)
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                with ledger.transaction(self.store) as conn:
+                    self._record(conn, prepared, origin, now)
+                    new = quarantine.hold(conn, held, origin, notify_missed, now)
+                    discovery.commit(conn)
+                break
+            except IntegrityError:
+                # the live sync and a backfill recorded one call at the same moment: the other
+                # committed first, so this transaction rolled back; recorded again, the ledger
+                # sees their call and keeps the first record
+                if attempt + 1 == RECORD_ATTEMPTS:
+                    raise
+                log.info("another cdrsync recorded some of these calls at the same moment; "
+                         "recording the others")
         self.pbx_model.save(now)
         _log_quarantined([h for h in held if h.callid in set(new)])
         result.recorded += len(prepared)
@@ -293,7 +317,7 @@ class Pipeline:
     def _taken_by_another(conn, item: Prepared, entry: quarantine.Entry) -> bool:
         """Whether the re-read call reaches linkedids another call handled (then recording it
         would send that call a second time, or take a quarantined one's rows)."""
-        owners = quarantine.owners(conn, item.linkedids - set(entry.linkedids))
+        owners = ledger.owners(conn, item.linkedids - set(entry.linkedids))
         return bool(set(owners.values()) - {entry.callid, item.call.callid})
 
     def _recording(self, call: Call, now: float, folders: Folders) -> tuple[str, bool, bool]:

@@ -123,7 +123,7 @@ def test_the_reader_stays_at_most_max_ahead_of_the_courier(env, monkeypatch):
     try:
         result = pipeline.backfill(since.replace(hour=0, minute=0, second=0), None,
                                    notify_missed=False,
-                                   progress=lambda found, sent, _share: seen.append((found, sent)))
+                                   progress=lambda found, sent, *_: seen.append((found, sent)))
     finally:
         pipeline.close()
     assert result.sent == len(external(calls))

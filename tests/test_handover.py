@@ -97,13 +97,17 @@ def test_a_backfill_with_an_until_in_the_past_hands_nothing_over(pbx_db, pipe):
     assert_each_once(pipe, old + [between, recent])
 
 
-def test_an_interrupted_backfill_hands_nothing_over_and_finishes_when_run_again(pbx_db, pipe):
+def test_an_interrupted_backfill_hands_over_at_its_end_and_finishes_when_run_again(pbx_db, pipe):
+    """A backfill that reaches the present hands over with its first batch (a daemon started
+    while it reads must not lose the calls after its start): killed after that batch, the first
+    sync takes over where it would have stopped, and sending it again fills the rest."""
     old = history(pbx_db)
-    pipe.backfill(local(NOW - 10 * DAY), None, NOW, batch_calls=2, stop_after=1)  # stopped
+    pipe.backfill(local(NOW - 10 * DAY), None, NOW, batch_calls=2, stop_after=1)  # killed
     assert 0 < len(pipe.sent) < len(old)
     gap = [Call(NOW + t).add(pbx_db) for t in (600, DAY)]
-    settle(pipe, NOW + 2 * DAY)  # starts at now - lookback: the rest is the backfill's
-    assert not set(pipe.sent) & {c.linkedid for c in gap}
+    settle(pipe, NOW + 2 * DAY)  # takes over at the backfill's end: the gap is the sync's
+    assert {c.linkedid for c in gap} <= set(pipe.sent)
+    assert any("taking over where the backfill stopped" in n for n in pipe.notes)
     pipe.backfill(local(NOW - 10 * DAY), None, NOW + 2 * DAY + 200)
     assert_each_once(pipe, old + gap)
     settle(pipe, NOW + 2 * DAY + 400)

@@ -55,7 +55,7 @@ def test_a_retry_that_fails_keeps_it_with_the_new_reason_one_that_works_releases
         ledger.record_calls(conn, [(make_call(HELD.callid), HELD.linkedids, [])], "sync", T0)
     with store.connect() as conn:
         assert quarantine.entries(conn) == [] and quarantine.count(conn) == 0
-        assert quarantine.owners(conn, HELD.linkedids) == dict.fromkeys(HELD.linkedids,
+        assert ledger.owners(conn, HELD.linkedids) == dict.fromkeys(HELD.linkedids,
                                                                          HELD.callid)
         assert ledger.summary(conn, HELD.callid)["linkedids"] == sorted(HELD.linkedids)
 

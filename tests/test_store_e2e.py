@@ -60,21 +60,28 @@ def test_a_daemon_and_a_cron_sync_with_their_own_temp_dirs_never_work_at_once(se
     assert_at_most_inflight_repeats(planfix, calls + more, kills=1)
 
 
-def test_a_backfill_keeps_the_lock_while_its_courier_sends(server_env):
+def test_a_backfill_keeps_its_locks_while_its_courier_sends(server_env):
+    """The backfill keeps the history lock (a second backfill is busy) while its courier, which
+    holds the send lock, sends; a cron sync beside it reads the live tables and leaves the
+    sending to the courier."""
     pbx_db, planfix, config, private_tmp = server_env
     since = utc_now() - timedelta(days=10)
     calls = list(synth.generate(80, since, seed=43, mean_gap=600))
     synth.insert(pbx_db.admin, calls)
-    cfg = config(planfix={"rate": 8})  # 80 calls take ten seconds or more
+    cfg = config(planfix={"rate": 4})  # 80 calls take twenty seconds or more
     backfill = start_cdrsync(cfg, "backfill", "--since", since.date().isoformat(),
                              env=private_tmp("backfill"))
     try:
         assert planfix.wait_for(lambda s: len(s.received("event")) >= 5, timeout=60)
         assert len(children(backfill.pid)) == 1, "the backfill sends from its courier"
         for _ in range(2):  # the courier forked and is sending: the lock is still the parent's
+            second = cdrsync(cfg, "backfill", "--since", since.date().isoformat(),
+                             env=private_tmp("second"))
             cron = cdrsync(cfg, "sync", env=private_tmp("cron"))
             assert backfill.poll() is None, "the backfill ended before the check: slow it down"
-            assert cron.returncode == 0 and BUSY in cron.stderr, cron.stderr
+            assert second.returncode == 0 and BUSY in second.stderr, second.stderr
+            assert cron.returncode == 0 and BUSY not in cron.stderr, cron.stderr
+            assert "another cdrsync sends" in cron.stderr, cron.stderr
             time.sleep(0.5)
         _out, err = backfill.communicate(timeout=120)
     finally:

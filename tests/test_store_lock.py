@@ -19,7 +19,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from cdrsync.lock import Busy, RunLock
+from cdrsync.lock import Busy, StoreLock
 from cdrsync.state.db import StoreError
 from tests.e2e import ROOT
 
@@ -28,9 +28,9 @@ from tests.e2e import ROOT
 # "child-done PID", and lives on.
 HOLDER = """
 import gc, os, sys, time
-from cdrsync.lock import RunLock
+from cdrsync.lock import StoreLock
 url, name, fork = sys.argv[1], sys.argv[2], sys.argv[3] == "fork"
-lock = RunLock(url, name).__enter__()
+lock = StoreLock(url, name).__enter__()
 print("held", flush=True)
 if fork and os.fork() == 0:
     import psycopg, pymysql
@@ -44,7 +44,7 @@ time.sleep(600)
 """
 
 
-def start_holder(url: str, name: str = "run", fork: bool = False) -> subprocess.Popen:
+def start_holder(url: str, name: str = "live", fork: bool = False) -> subprocess.Popen:
     """The holder process; with `fork`, its child's pid in `.child`."""
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, url, name, "fork" if fork else "-"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,9 +72,9 @@ def stop(proc: subprocess.Popen) -> None:
     proc.stderr.close()
 
 
-def busy(url: str, name: str = "run") -> bool:
+def busy(url: str, name: str = "live") -> bool:
     try:
-        with RunLock(url, name):
+        with StoreLock(url, name):
             return False
     except Busy:
         return True
@@ -100,9 +100,9 @@ def test_a_second_process_finds_the_lock_taken_and_other_names_free(lock_url):
     holder = start_holder(lock_url)
     try:
         with pytest.raises(Busy, match="another cdrsync is working on this state store"), \
-                RunLock(lock_url):
+                StoreLock(lock_url):
             pass
-        with RunLock(lock_url, "sender"):  # another name: another lock
+        with StoreLock(lock_url, "sender"):  # another name: another lock
             assert busy(lock_url, "sender")  # held once, even within one process
     finally:
         stop(holder)
@@ -141,7 +141,7 @@ def test_a_daemon_whose_lock_connection_was_cut_takes_the_lock_again(kind, store
     own_session = "SELECT pg_backend_pid()" if kind == "postgresql" else "SELECT CONNECTION_ID()"
     cut = "SELECT pg_terminate_backend(:s)" if kind == "postgresql" else "KILL :s"
     try:
-        with RunLock(url) as lock:
+        with StoreLock(url) as lock:
             session = lock._conn.execute(text(own_session)).scalar()
             lock._conn.commit()
             with admin.begin() as conn:
@@ -168,5 +168,5 @@ def test_a_daemon_whose_lock_connection_was_cut_takes_the_lock_again(kind, store
 def test_a_lock_folder_this_user_may_not_create_is_one_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(StoreError, match="cannot be created"), \
-            RunLock(f"sqlite:///{tmp_path / 'file' / 'state.db'}"):
+            StoreLock(f"sqlite:///{tmp_path / 'file' / 'state.db'}"):
         pass

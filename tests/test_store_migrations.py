@@ -249,6 +249,9 @@ def test_a_store_of_the_last_release_is_upgraded_in_place_and_loses_nothing(
             assert [(e.callid, e.kind) for e in waiting] == [
                 (PENDING_CALL, "completed"), (PENDING_CALL, "cancelled"),
                 (FAILED_CALL, "cancelled")]
+            # revision 0005: what was queued before the lanes existed goes in the LIVE one
+            assert conn.execute(text("SELECT DISTINCT priority FROM outbox")).scalars().all() == [
+                ledger.LIVE]
             sent = ledger.summary(conn, SENT_CALL)["requests"]
             assert [(r["state"], r["sent_at"]) for r in sent] == [("sent", T)] * 2
             assert progress.read_cursors(conn) == {k: (v, T) for k, v in CURSORS.items()}
@@ -273,16 +276,17 @@ def test_a_store_of_the_last_release_is_upgraded_in_place_and_loses_nothing(
 
 def test_an_older_store_gets_the_table_and_index_it_lacked(tmp_path):
     """Stores of releases before 0.1.0 had no late_recordings and no ix_outbox_state_id (the
-    after_create hook of 0.1.0 added the index); revision 0001 creates what is missing."""
+    after_create hook of 0.1.0 added the index); revision 0001 creates what is missing, and 0005
+    turns the index into the lanes' one, which the drain's query walks without sorting."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     build_old_store("sqlite", url, leave_out=("late_recordings", "ix_outbox_state_id"))
     open_store(url).dispose()
     with sqlite3.connect(tmp_path / "state.db") as raw:
         plan = raw.execute("EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state = 'pending' "
-                           "AND id > 5 ORDER BY id LIMIT 10").fetchall()
+                           "AND priority = 1 AND id > 5 ORDER BY id LIMIT 10").fetchall()
         assert raw.execute("SELECT count(*) FROM late_recordings").fetchone() == (0,)
         assert raw.execute("SELECT count(*) FROM outbox").fetchone() == (6,)
-    assert "ix_outbox_state_id" in str(plan) and "TEMP B-TREE" not in str(plan)
+    assert "ix_outbox_state_priority_id" in str(plan) and "TEMP B-TREE" not in str(plan)
 
 
 def test_a_new_store_is_exactly_what_the_declarations_say(kind, tmp_path, store_servers):
@@ -300,7 +304,7 @@ def test_a_declaration_changed_without_a_revision_is_found(tmp_path):
     declared = MetaData()
     for table in metadata.tables.values():
         table.to_metadata(declared)
-    Table("outbox", declared, Column("priority", Integer, nullable=False, server_default="0"),
+    Table("outbox", declared, Column("weight", Integer, nullable=False, server_default="0"),
           extend_existing=True)
     Table("forgotten", declared, Column("callid", String(64), primary_key=True))
     try:

@@ -30,7 +30,7 @@ import base64
 import hashlib
 import hmac
 import re
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote
 
 from ..config import RecordingsConfig
 
@@ -52,6 +52,20 @@ def make_link(relpath: str, cfg: RecordingsConfig, now: float) -> tuple[str, boo
     if expires:
         query = f"e={expires}&{query}"
     return f"{cfg.base_url.rstrip('/')}/{quote(relpath, safe='/')}?{query}", bool(expires)
+
+
+def signed_again(link: str, cfg: RecordingsConfig, now: float) -> str:
+    """An expiring link of ours, signed again to expire `link_ttl` after `now`; anything else
+    as it is. The deliverer calls it as it sends: a request may wait in the outbox for days (a
+    backfill's history, an outage), and a link signed when the call was recorded would have
+    expired by the time Planfix gets it."""
+    prefix = cfg.base_url.rstrip("/") + "/"
+    if cfg.link_ttl <= 0 or not cfg.sign_key or not link.startswith(prefix):
+        return link
+    path, _, query = link[len(prefix):].partition("?")
+    if "e" not in parse_qs(query):
+        return link
+    return make_link(unquote(path), cfg, now)[0]
 
 
 def verify(relpath: str, query: str, cfg: RecordingsConfig, now: float) -> bool:

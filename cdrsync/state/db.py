@@ -107,6 +107,11 @@ def sqlite_file(url: str) -> Optional[Path]:
     return Path(database[5:] if database.startswith("file:") else database)
 
 
+def shared(url: str) -> bool:
+    """Whether other processes can open this store (not an in-memory SQLite database)."""
+    return sqlite_file(url) is not None or make_url(url).get_backend_name() != "sqlite"
+
+
 def ensure_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -40,15 +41,20 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import OperationalError
 
 from cdrsync.model import Call
-from cdrsync.planfix.messages import Request
+from cdrsync.planfix.messages import MISSED, RESPONSIBLE, Request
 from cdrsync.state.db import EPOCH, StoreError, describe, metadata
 
 PENDING, SENT, FAILED, SKIPPED = "pending", "sent", "failed", "skipped"
+# The outbox's lanes, lower first: today's calls (and every missed-call notice) never wait
+# behind history; history goes with what the rate (and `[planfix] daily_limit`) leaves.
+LIVE, HISTORY = 0, 1
+LANES = (LIVE, HISTORY)
 STATES = (SENT, PENDING, FAILED, SKIPPED)
 ORIGINS = ("sync", "backfill")
 
@@ -91,10 +97,14 @@ outbox = Table(
     Column("created_at", EPOCH, nullable=False),
     Column("last_try", EPOCH, nullable=True),
     Column("sent_at", EPOCH, nullable=True),
+    # LIVE or HISTORY (revision 0005; rows queued before it are LIVE)
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
     Index("ix_outbox_state_next", "state", "next_try"),
-    # `due` walks the pending entries in id order from `after_id`: without this index SQLite
-    # gathers and sorts every pending entry for each batch.
-    Index("ix_outbox_state_id", "state", "id"),
+    # `due` walks one lane's pending entries in id order from `after_id`: without this index a
+    # database gathers and sorts every pending entry for each batch.
+    Index("ix_outbox_state_priority_id", "state", "priority", "id"),
+    # the rolling day of `[planfix] daily_limit`: requests sent since a moment, counted
+    Index("ix_outbox_sent_at", "sent_at"),
 )
 
 # Delivery conditions that outlive one process (so a cron `sync` logs a stall once, not each run).
@@ -209,8 +219,13 @@ def record_calls(conn: Connection,
     """Record handled calls, their linkedids and the requests they will send, in a few
     statements for the whole batch (a backfill records hundreds at a time).
 
-    Idempotent: a call recorded before keeps its first record and queues nothing new (only
-    linkedids not yet known are added); returns the callids that were new.
+    Idempotent: a call recorded before, or one with a linkedid another call handled (the live
+    sync and a backfill running at once may both meet it), keeps the first record and queues
+    nothing new; returns the callids that were new. Two recorders racing past this check
+    collide on the linkedid's key and one transaction fails (`pipeline` records again then).
+
+    Its requests go to the LIVE lane for the live sync, and for any call with a missed-call
+    notice (the notice waits for the call's COMPLETED, so both go first); else to HISTORY.
     """
     if origin not in ORIGINS:
         raise ValueError(f"origin must be one of {ORIGINS}")
@@ -222,19 +237,46 @@ def record_calls(conn: Connection,
         for chunk in _chunks(sorted(batch)):
             known.update(r[0] for r in conn.execute(
                 select(calls.c.callid).where(calls.c.callid.in_(chunk))))
-        new = [callid for callid in batch if callid not in known]
+        owner = {lid: callid for callid, (_c, ids, _r) in batch.items() for lid in ids}
+        taken = owners(conn, owner)
+        elsewhere = {callid for callid, (_c, ids, _r) in batch.items()
+                     if callid not in known and any(taken.get(lid, callid) != callid
+                                                    for lid in ids)}
+        new = [callid for callid in batch if callid not in known | elsewhere]
         if new:
             conn.execute(insert(calls), [_call_row(batch[callid][0], origin, now)
                                          for callid in new])
-        owner = {lid: callid for callid, (_c, ids, _r) in batch.items() for lid in ids}
-        fresh = set(owner) - handled_linkedids(conn, owner)
+        # a call recorded before learns the linkedids it was not known with yet
+        fresh = sorted(lid for lid in owner if lid not in taken and owner[lid] not in elsewhere)
         if fresh:
             conn.execute(insert(call_linkedids), [{"linkedid": lid, "callid": owner[lid]}
-                                                  for lid in sorted(fresh)])
-        add_requests(conn, [r for callid in new for r in batch[callid][2]], now)
+                                                  for lid in fresh])
+        lanes: dict[int, list[Request]] = {LIVE: [], HISTORY: []}
+        for callid in new:
+            requests = batch[callid][2]
+            lanes[lane(origin, requests)] += requests
+        for priority, requests in lanes.items():
+            add_requests(conn, requests, now, priority)
     except OperationalError as exc:
         raise store_error(exc) from None
     return new
+
+
+def lane(origin: str, requests: Iterable[Request]) -> int:
+    """The outbox lane of a call's requests (see `record_calls`)."""
+    if origin == "sync" or any(r.target in (MISSED, RESPONSIBLE) for r in requests):
+        return LIVE
+    return HISTORY
+
+
+def owners(conn: Connection, linkedids: Iterable[str]) -> dict[str, str]:
+    """linkedid -> the callid that handled it (recorded or quarantined), for those handled."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(linkedids))):
+        found.update((r[0], r[1]) for r in conn.execute(
+            select(call_linkedids.c.linkedid, call_linkedids.c.callid)
+            .where(call_linkedids.c.linkedid.in_(chunk))))
+    return found
 
 
 def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
@@ -249,8 +291,11 @@ def _call_row(call: Call, origin: str, now: float) -> dict[str, Any]:
             "created_at": now}
 
 
-def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[float] = None) -> int:
-    """Queue requests whose key is not queued yet (a late `record`, ...); returns how many."""
+def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[float] = None,
+                 priority: Optional[int] = None) -> int:
+    """Queue requests whose key is not queued yet in lane `priority`; returns how many. Without
+    one (a late `record`, ...) a request joins its call's lane, LIVE for a call with none: a
+    backfilled call's late link must not jump ahead of its own COMPLETED's lane."""
     now = time.time() if now is None else now
     wanted = list(requests)
     if not wanted:
@@ -260,6 +305,12 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
         for chunk in _chunks([r.key for r in wanted]):
             existing.update(r[0] for r in conn.execute(
                 select(outbox.c.key).where(outbox.c.key.in_(chunk))))
+        lanes: dict[str, int] = {}
+        if priority is None:
+            for chunk in _chunks(sorted({r.callid for r in wanted})):
+                lanes.update((r[0], r[1]) for r in conn.execute(
+                    select(outbox.c.callid, func.max(outbox.c.priority))
+                    .where(outbox.c.callid.in_(chunk)).group_by(outbox.c.callid)))
         rows = []
         for r in wanted:
             if r.key in existing:
@@ -268,6 +319,8 @@ def add_requests(conn: Connection, requests: Iterable[Request], now: Optional[fl
             rows.append({"key": r.key, "callid": r.callid, "target": r.target,
                          "body": json.dumps(r.fields, ensure_ascii=False, sort_keys=True),
                          "state": PENDING, "attempts": 0, "created_at": now,
+                         "priority": priority if priority is not None
+                         else lanes.get(r.callid, LIVE),
                          "next_try": r.not_before if r.not_before is not None else now})
         if rows:
             conn.execute(insert(outbox), rows)
@@ -296,8 +349,9 @@ def _entry(row: Any) -> OutboxEntry:
 
 
 def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
-        include_held: bool = False) -> list[OutboxEntry]:
-    """Pending entries whose time has come, oldest first, from `after_id` on.
+        include_held: bool = False, priority: Optional[int] = None) -> list[OutboxEntry]:
+    """Pending entries whose time has come, oldest first, from `after_id` on: of one lane
+    (`priority`, walked by `ix_outbox_state_priority_id`), or of both, LIVE before HISTORY.
 
     Within a call the order of queuing is kept: an entry waits while an earlier Planfix-API entry
     of the same call is undelivered (pending or failed), so `COMPLETED` precedes its `record` and
@@ -305,6 +359,11 @@ def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
     with `include_held`, returned with `held_by` set to the latest entry they wait for — so the
     deliverer can send a whole batch in one read: a held entry goes once its `held_by` went.
     """
+    if priority is None:
+        found = due(conn, now, limit, after_id, include_held, LIVE)
+        if len(found) < limit:
+            found += due(conn, now, limit - len(found), after_id, include_held, HISTORY)
+        return found
     earlier = outbox.alias("earlier")
     held_by = (select(func.max(earlier.c.id))
                .where(earlier.c.callid == outbox.c.callid, earlier.c.id < outbox.c.id,
@@ -313,11 +372,39 @@ def due(conn: Connection, now: float, limit: int = 100, after_id: int = 0,
     query = (select(*_DUE_COLUMNS, held_by.label("held_by"), calls.c.direction, calls.c.status,
                     calls.c.ext, calls.c.end_utc)
              .select_from(outbox.outerjoin(calls, calls.c.callid == outbox.c.callid))
-             .where(outbox.c.state == PENDING, outbox.c.next_try <= now, outbox.c.id > after_id)
+             .where(outbox.c.state == PENDING, outbox.c.priority == priority,
+                    outbox.c.next_try <= now, outbox.c.id > after_id)
              .order_by(outbox.c.id).limit(limit))
     if not include_held:
         query = query.where(held_by.is_(None))
     return [_entry(r) for r in conn.execute(query)]
+
+
+def any_due(conn: Connection, now: float, priority: int, after_id: int = 0) -> bool:
+    """Whether an entry of lane `priority` past `after_id` is due: one probe of the lane index,
+    asked before each history request so that a live call recorded meanwhile goes next."""
+    return conn.execute(select(outbox.c.id).where(
+        outbox.c.state == PENDING, outbox.c.priority == priority, outbox.c.id > after_id,
+        outbox.c.next_try <= now).limit(1)).first() is not None
+
+
+def sent_since(conn: Connection, since: float) -> int:
+    """Requests Planfix answered since `since` (a range of `ix_outbox_sent_at`)."""
+    return conn.execute(select(func.count()).select_from(outbox)
+                        .where(outbox.c.sent_at >= since)).scalar_one()
+
+
+def nth_sent_since(conn: Connection, since: float, n: int) -> Optional[float]:
+    """When the `n`-th (from 0) request answered since `since` was: the moment the rolling
+    window's count drops by n + 1 is a window length after it."""
+    return conn.execute(select(outbox.c.sent_at).where(outbox.c.sent_at >= since)
+                        .order_by(outbox.c.sent_at).offset(n).limit(1)).scalar()
+
+
+def pending_in_lane(conn: Connection, priority: int) -> int:
+    """Entries waiting in one lane (for the backfill's ETA)."""
+    return conn.execute(select(func.count()).select_from(outbox).where(
+        outbox.c.state == PENDING, outbox.c.priority == priority)).scalar_one()
 
 
 def _set(conn: Connection, where: Any, **values: Any) -> int:
@@ -419,8 +506,8 @@ def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
         select(outbox.c.callid, outbox.c.last_error, outbox.c.last_try)
         .where(outbox.c.last_error.is_not(None), outbox.c.state.in_((PENDING, FAILED)))
         .order_by(outbox.c.last_try.desc()).limit(1)).first()
-    flags = {name: {"value": value, "since": since}
-             for name, value, since in conn.execute(select(delivery_flags))}
+    raised = {name: {"value": value, "since": since}
+              for name, (value, since) in flags(conn).items()}
     return {
         **counts,
         "calls": conn.execute(select(func.count()).select_from(calls)).scalar_one(),
@@ -429,8 +516,9 @@ def stats(conn: Connection, now: Optional[float] = None) -> dict[str, Any]:
             "age": max(0.0, now - oldest.created_at)},
         "last_error": None if last is None else {
             "callid": last.callid, "error": last.last_error, "at": last.last_try},
-        "stalled": flags.get("stalled"),
-        "unauthorized": flags.get("unauthorized"),
+        "stalled": raised.get("stalled"),
+        "unauthorized": raised.get("unauthorized"),
+        "budget": raised.get("budget"),  # history waits for `[planfix] daily_limit`
     }
 
 
@@ -453,6 +541,11 @@ def summary(conn: Connection, callid: str) -> Optional[dict[str, Any]]:
                       "attempts": e.attempts, "last_error": e.last_error, "sent_at": e.sent_at,
                       "body": json.loads(e.body)} for e in entries],
     }
+
+
+def flags(conn: Connection) -> dict[str, tuple[str, float]]:
+    """Every delivery condition raised: name -> (value, since)."""
+    return {name: (value, since) for name, value, since in conn.execute(select(delivery_flags))}
 
 
 def get_flag(conn: Connection, name: str) -> Optional[tuple[str, float]]:

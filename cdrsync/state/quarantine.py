@@ -108,17 +108,6 @@ def hold(conn: Connection, calls: Iterable[Held], origin: str, notify_missed: bo
     return [h.callid for h in new]
 
 
-def owners(conn: Connection, linkedids: Iterable[str]) -> dict[str, str]:
-    """linkedid -> the callid that handled it (recorded or quarantined), for those handled."""
-    wanted = sorted(set(linkedids))
-    found: dict[str, str] = {}
-    for i in range(0, len(wanted), 500):
-        found.update((r[0], r[1]) for r in conn.execute(
-            select(call_linkedids.c.linkedid, call_linkedids.c.callid)
-            .where(call_linkedids.c.linkedid.in_(wanted[i:i + 500]))))
-    return found
-
-
 def entries(conn: Connection, states: Iterable[str] = WAITING, callid: Optional[str] = None
             ) -> list[Entry]:
     """Quarantined calls in these states, oldest first (`callid`: that call, or the call one of
