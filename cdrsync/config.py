@@ -92,7 +92,7 @@ class StateConfig:
 class ScheduleConfig:
     interval: int = 10
     settle: int = 60  # s of quiet before a call without an end-of-call event counts as finished
-    cel_settle: int = 5  # s after the last LINKEDID_END before the call's cdr rows are read
+    cel_settle: int = 5  # s at most after the last LINKEDID_END, for a call whose cdr rows lag
     orphan_after: int = 7200  # s: a call whose LINKEDID_END never came is closed after this
 
 

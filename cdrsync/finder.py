@@ -5,8 +5,11 @@ Where a call is known to be over:
 * CEL mode (`Source.schema.cel_mode`): the cursor `cel_end` is the id of the last LINKEDID_END event
   consumed. Each ended linkedid is expanded to its whole call (linkedids sharing a channel or named
   by a transfer/pickup event, to a bounded fixpoint). A call is complete when EVERY linkedid in it
-  has a LINKEDID_END; it is emitted `[schedule] cel_settle` s after cdrsync first saw it complete,
-  so that cdr rows written a moment after the event are part of it (a call first seen when its
+  has a LINKEDID_END. Its cdr rows are then read: Asterisk writes them at each channel's hang-up,
+  so they land with the LINKEDID_END or a moment around it. Once the row of its first channel
+  (uniqueid == callid) is there, the call is emitted CDR_GRACE s after cdrsync first saw it
+  complete, for the rows of the other channels; without that row (a PBX that writes no cdr, CDR
+  batch mode) it waits `[schedule] cel_settle` s, the longest wait (a call first seen when its
   LINKEDID_END is already older than cel_settle + CLOCK_MARGIN by the PBX clock does not wait).
   Ended linkedids whose call is not complete wait in `progress_pending`; when the call has had
   no event for `[schedule] orphan_after` s it is emitted as `ClosedBy.TIMEOUT`. Calls that never
@@ -74,6 +77,9 @@ START_SLACK = 2 * 3600  # s subtracted from a call's start when bounding cdr loo
 # s: a call whose end (by the PBX's clock) is this much older than the settle time is not made to
 # wait again when cdrsync first sees it (first run, catching up after downtime, one-shot --dry-run)
 CLOCK_MARGIN = 60
+# s a complete call waits once the cdr row of its first channel is there, for the rows of its other
+# channels (written at their own hang-ups, a moment apart) to land too
+CDR_GRACE = 1.0
 
 
 @dataclass
@@ -312,22 +318,14 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
     for call in old:
         notes.append(f"late rows for call {call.callid} ignored: it was already handled")
         changes.pending_drop |= call.linkedids
-    ready: list[CallRows] = []
+    ready: list[CallRows] = []  # timed out
+    complete: list[CallRows] = []
+    emit: list[CallRows] = []
     for call in fresh:
-        first_seen = min((pending[lid][0] for lid in call.linkedids if lid in pending), default=now)
         if call.linkedids <= closed:
-            # settle counts from the last LINKEDID_END cdrsync saw, not from the first
-            completed = max(pending[lid][0] if lid in pending else now for lid in call.linkedids)
-            ended_at = last_end(call, zone) or now
-            due = min(completed + cfg.schedule.cel_settle,
-                      ended_at + cfg.schedule.cel_settle + CLOCK_MARGIN)
-            if now >= due:
-                ready.append(call)
-                changes.pending_drop |= call.linkedids
-            else:
-                _keep_pending(changes, call, closed, pending, now, "settle")
-                settling.append(due)
+            complete.append(call)
             continue
+        first_seen = min((pending[lid][0] for lid in call.linkedids if lid in pending), default=now)
         last = min(last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
         if now - last >= cfg.schedule.orphan_after:
             ready.append(replace(call, closed_by=ClosedBy.TIMEOUT))
@@ -337,8 +335,41 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
                          f"{cfg.schedule.orphan_after} s without events")
         else:
             _keep_pending(changes, call, closed, pending, now, "open")
+    # read together, as before: a cdr row may join a timed-out call to a complete one
+    for call in with_cdr(source, ready + complete, zone):
+        due = now if call.closed_by is ClosedBy.TIMEOUT else _settled_at(call, closed, pending,
+                                                                          now, cfg)
+        if now >= due:
+            emit.append(call)
+            changes.pending_drop |= call.linkedids
+        else:
+            _keep_pending(changes, call, closed, pending, now, "settle")
+            settling.append(due)
     looked_at = set().union(*(c.linkedids for c in groups)) if groups else set()
-    return with_cdr(source, ready, zone), looked_at
+    return emit, looked_at
+
+
+def _has_root_cdr(call: CallRows) -> bool:
+    """Whether the cdr row of the call's first channel (uniqueid == its callid) is there: Asterisk
+    writes a channel's cdr rows when it hangs up, so by its LINKEDID_END every row is written or
+    on its way, and the root's row being there says the batch of the call's rows has landed."""
+    return any(r.uniqueid == call.callid for r in call.cdr)
+
+
+def _settled_at(call: CallRows, closed: set[str], pending: dict[str, tuple[float, str]],
+                now: float, cfg: Config) -> float:
+    """When a complete call (its cdr rows read) may be emitted (UTC epoch), counted from when
+    cdrsync first saw its last LINKEDID_END: CDR_GRACE s later once the cdr row of its first
+    channel is there (the other channels' rows, written at their own hang-ups, land with it or a
+    moment after), else `cel_settle` s later (a PBX that writes no cdr rows, CDR batch mode).
+    `cel_settle` is the longest wait; a call first seen long after its end does not wait."""
+    mine = call.linkedids & closed
+    completed = max((pending[lid][0] if lid in pending else now) for lid in mine) if mine else now
+    wait = cfg.schedule.cel_settle
+    if _has_root_cdr(call):
+        wait = min(wait, CDR_GRACE)
+    ended_at = last_end(call, cfg.source.zone) or now
+    return min(completed + wait, ended_at + cfg.schedule.cel_settle + CLOCK_MARGIN)
 
 
 def _keep_pending(changes: progress.Changes, call: CallRows, closed: set[str],
