@@ -228,6 +228,9 @@ def _collect_rarely() -> None:
     gc.set_threshold(GC_EVERY, 20, 20)
 
 
+IDLE_NOTED_EVERY = 60.0  # s: passes that find nothing are logged and remembered once this often
+
+
 def _timed_pass(pipeline, kind: str, work):
     """Run a pass, log its summary line, remember it for `status`."""
     from .pipeline import PassResult
@@ -239,9 +242,24 @@ def _timed_pass(pipeline, kind: str, work):
         result = work()
     except SourceError as exc:
         result = PassResult(error=str(exc))
-        log.error("pass failed: %s; the next pass tries again", exc)  # exc names the database
+    again = bool(result.error) and result.error == pipeline.failing
+    if result.error:  # the error names the database; said again only when it changes
+        (log.debug if again else log.error)("pass failed: %s; the next pass tries again",
+                                            result.error)
+    elif pipeline.failing:
+        log.info("the PBX database answers again")
+    pipeline.failing = result.error
     sent = result.sent
     error = f", error: {result.error}" if result.error else ""
+    # a pass a second that finds nothing (or fails as the one before) is not worth a line and a
+    # store write each: one a minute
+    idle = not (result.found or result.recorded or sent or result.quarantined
+                or (result.error and not again))
+    if idle and started - pipeline.idle_noted_at < IDLE_NOTED_EVERY:
+        log.debug("%s pass: nothing new", kind)
+        return result
+    if idle:
+        pipeline.idle_noted_at = started
     if pipeline.dry_run:
         log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d would be "
                  "quarantined; nothing sent or recorded%s", kind, result.found, result.printed,

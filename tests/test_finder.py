@@ -24,6 +24,7 @@ NOW = 1709290800.0  # 2024-03-01 11:00 UTC = 14:00 at the PBX
 LOOKBACK = 3600
 SETTLE = 60
 CEL_SETTLE = 5
+GRACE = 1  # [schedule] cdr_grace's default
 ORPHAN = 1800
 LONG_EVERY = 300
 
@@ -156,8 +157,8 @@ def test_cel_first_run_on_months_of_history_starts_at_lookback(pbx_db, cel_pipe)
     assert ids(got) == [c.linkedid for c in recent]
     assert all(c.closed_by is ClosedBy.LINKEDID_END and len(c.cdr) == 1 for c in got)
     assert any("first sync" in n for n in cel_pipe.notes)
-    assert cel_pipe.sync(NOW + finder.CDR_GRACE / 2) == []  # its cdr row is there: a grace
-    assert ids(cel_pipe.sync(NOW + finder.CDR_GRACE)) == [fresh.linkedid]
+    assert cel_pipe.sync(NOW + GRACE / 2) == []  # its cdr row is there: a grace
+    assert ids(cel_pipe.sync(NOW + GRACE)) == [fresh.linkedid]
     assert edge.linkedid not in cel_pipe.sent and old[-1].linkedid not in cel_pipe.sent
 
 
@@ -195,8 +196,8 @@ def test_cel_the_grace_after_the_root_cdr_row_brings_the_other_channels_rows(pbx
     call.cdr(pbx_db)  # the caller's channel: its row is written at its hang-up
     assert cel_pipe.sync(NOW) == []  # complete, the root's row there: CDR_GRACE s more
     call.cdr(pbx_db, uniqueid=call.phone, offset=1)  # the phone's row, a moment behind
-    assert cel_pipe.sync(NOW + finder.CDR_GRACE - 0.1) == []
-    got = cel_pipe.sync(NOW + finder.CDR_GRACE)
+    assert cel_pipe.sync(NOW + GRACE - 0.1) == []
+    got = cel_pipe.sync(NOW + GRACE)
     assert ids(got) == [call.linkedid]
     assert sorted(r.uniqueid for r in got[0].cdr) == sorted([call.linkedid, call.phone])
 
@@ -209,7 +210,7 @@ def test_a_settling_call_says_when_it_is_ready(pbx_db, cel_pipe):
         return found.settled_at, ids(found.calls)
 
     call = Call(NOW - 60).add(pbx_db)
-    grace = finder.CDR_GRACE  # its cdr row is there: the grace, not cel_settle
+    grace = GRACE  # its cdr row is there: the grace, not cel_settle
     assert settled_at(NOW) == (NOW + grace, [])  # first seen now: ready the grace later
     assert settled_at(NOW + grace / 2) == (NOW + grace, [])  # counted from the first sight
     assert settled_at(NOW + grace) == (None, [call.linkedid])  # nothing left to wait for
