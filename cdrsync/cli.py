@@ -556,8 +556,8 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bo
     process again calls no step could process before (after an upgrade or a fix of the rows).
 
     A quarantined call that now works is queued and sent by the next pass; one that still fails
-    stays quarantined with the new reason. When the daemon is running, it does the work at its
-    next pass.
+    stays quarantined with the new reason. When the daemon is running, it does the work within
+    10 s.
 
     Example: cdrsync retry --failed   or   cdrsync retry --quarantined 1795697854.0
     """
@@ -582,7 +582,8 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bo
 
 def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
     """Mark the calls for a retry, then do it here unless another cdrsync is working (that one
-    does it at its next pass: a daemon need not be stopped for it)."""
+    does it within RETRY_EVERY s: a daemon need not be stopped for it)."""
+    from .pipeline import RETRY_EVERY
     from .state import quarantine
     from .state.db import open_store
 
@@ -603,8 +604,8 @@ def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
             finally:
                 pipeline.close()
     except Busy as exc:
-        click.echo(f"{len(marked)} quarantined call(s) marked; {exc}: it processes them at its "
-                   "next pass")
+        click.echo(f"{len(marked)} quarantined call(s) marked; {exc}: it processes them within "
+                   f"{RETRY_EVERY:.0f} s")
         return
     for done in outcome.recorded:
         click.echo(f"{done}: processed, queued for delivery at the next pass")
