@@ -14,6 +14,7 @@ pass in flight.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -50,12 +51,15 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
     # pass must not reach for the scheduler once shutdown may have begun (it would wait forever)
     closing = threading.Lock()
     closed = threading.Event()
+    numbers = itertools.count(1)
 
     def plan(when: float) -> None:
+        # a new id each time: APScheduler counts the pass that plans it as running until it
+        # returns, and would refuse (and drop) a next pass of the same id due at once
         with closing:
             if not closed.is_set() and not stop.is_set():
                 scheduler.add_job(job, "date", run_date=datetime.fromtimestamp(when, timezone.utc),
-                                  id=PASS_JOB, replace_existing=True)
+                                  id=f"{PASS_JOB}-{next(numbers)}")
 
     def job() -> None:
         if stop.is_set():

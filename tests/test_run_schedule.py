@@ -144,10 +144,13 @@ def test_a_call_settling_brings_the_next_pass_forward(tmp_path):
     assert 0.2 <= passes.runs[1][0] - passes.runs[0][1] < 1.5  # not the 30 s interval
 
 
-def test_work_left_waiting_is_done_at_once(tmp_path):
-    passes = Passes(threading.Event(), stop_after=3, result=lambda: PassResult(more=True))
-    run(tmp_path, passes, interval=30, seconds=10)
-    assert len(passes.runs) == 3
+def test_work_left_waiting_is_done_at_once_however_short_the_passes(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    passes = Passes(threading.Event(), stop_after=300, result=lambda: PassResult(more=True))
+    run(tmp_path, passes, interval=30, seconds=20)
+    assert len(passes.runs) == 300  # with a 30 s interval: each pass followed at once
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]
 
 
 def test_shutdown_waits_for_the_pass_in_flight(tmp_path):
