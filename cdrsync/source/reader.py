@@ -194,8 +194,9 @@ class Source:
 
     def _recent_linkedid_end(self) -> bool:
         top = self._max_id()
+        since = self._probed_top if self._probed_top <= top else 0  # an emptied table: anew
         stmt = (select(column("id")).select_from(self._cel)
-                .where(column("id") > max(top - CEL_PROBE, self._probed_top),
+                .where(column("id") > max(top - CEL_PROBE, since),
                        column("eventtype") == "LINKEDID_END")
                 .limit(1))
         found = bool(self._all(stmt, "probing cel for LINKEDID_END"))
