@@ -261,7 +261,8 @@ def check_cel(pbx: Pbx) -> CheckResult:
     if not pbx.uses_cel:
         return CheckResult("cel table", OK, "not used (source.use_cel = false): CDR-only mode")
     bad = FAIL if cfg.use_cel == "true" else WARN
-    then = " (source.use_cel = true requires CEL)" if bad == FAIL else ": CDR-only mode"
+    then = (" (source.use_cel = true requires CEL)" if bad == FAIL else
+            ": CDR-only mode until LINKEDID_END appears (`run` then switches within a minute)")
     hint = ("enable CEL in FreePBX (Advanced Settings: Enable CEL Reporting; cel.conf events=all "
             "or at least LINKEDID_END), fwconsole reload; or set source.use_cel = false")
     columns = pbx.columns.get("cel")

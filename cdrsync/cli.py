@@ -230,6 +230,9 @@ def _collect_rarely() -> None:
     gc.set_threshold(GC_EVERY, 20, 20)
 
 
+IDLE_NOTED_EVERY = 60.0  # s: passes that find nothing are logged and remembered once this often
+
+
 def _timed_pass(pipeline, kind: str, work):
     """Run a pass, log its summary line, remember it for `status`."""
     from .pipeline import PassResult
@@ -241,9 +244,24 @@ def _timed_pass(pipeline, kind: str, work):
         result = work()
     except SourceError as exc:
         result = PassResult(error=str(exc))
-        log.error("pass failed: %s; the next pass tries again", exc)  # exc names the database
+    again = bool(result.error) and result.error == pipeline.failing
+    if result.error:  # the error names the database; said again only when it changes
+        (log.debug if again else log.error)("pass failed: %s; the next pass tries again",
+                                            result.error)
+    elif pipeline.failing:
+        log.info("the PBX database answers again")
+    pipeline.failing = result.error
     sent = result.sent
     error = f", error: {result.error}" if result.error else ""
+    # a pass a second that finds nothing (or fails as the one before) is not worth a line and a
+    # store write each: one a minute
+    idle = not (result.found or result.recorded or sent or result.quarantined
+                or (result.error and not again))
+    if idle and started - pipeline.idle_noted_at < IDLE_NOTED_EVERY:
+        log.debug("%s pass: nothing new", kind)
+        return result
+    if idle:
+        pipeline.idle_noted_at = started
     if pipeline.dry_run:
         log.info("%s pass (dry run): %d call(s) found, %d request(s) printed, %d would be "
                  "quarantined; nothing sent or recorded%s", kind, result.found, result.printed,
@@ -277,11 +295,8 @@ def run(obj: Context) -> None:
 
             def one_pass():
                 lock.check()  # a server lock goes with its connection: never run unlocked
-                result = _timed_pass(pipeline, "sync", lambda: (
+                return _timed_pass(pipeline, "sync", lambda: (
                     pipeline.sync_pass(drain_seconds=_drain_budget(obj.cfg))))
-                if result.drain is not None and result.drain.more:
-                    result.settled_at = time.time()  # history is waiting: the next pass now
-                return result
 
             try:
                 run_forever(pipeline, stop, one_pass)
@@ -549,8 +564,8 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bo
     process again calls no step could process before (after an upgrade or a fix of the rows).
 
     A quarantined call that now works is queued and sent by the next pass; one that still fails
-    stays quarantined with the new reason. When the daemon is running, it does the work at its
-    next pass.
+    stays quarantined with the new reason. When the daemon is running, it does the work within
+    10 s.
 
     Example: cdrsync retry --failed   or   cdrsync retry --quarantined 1795697854.0
     """
@@ -575,7 +590,8 @@ def retry(obj: Context, callid: Optional[str], all_failed: bool, quarantined: bo
 
 def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
     """Mark the calls for a retry, then do it here unless another cdrsync is working (that one
-    does it at its next pass: a daemon need not be stopped for it)."""
+    does it within RETRY_EVERY s: a daemon need not be stopped for it)."""
+    from .pipeline import RETRY_EVERY
     from .state import quarantine
     from .state.db import open_store
 
@@ -596,8 +612,8 @@ def _retry_quarantined(obj: Context, callid: Optional[str]) -> None:
             finally:
                 pipeline.close()
     except Busy as exc:
-        click.echo(f"{len(marked)} quarantined call(s) marked; {exc}: it processes them at its "
-                   "next pass")
+        click.echo(f"{len(marked)} quarantined call(s) marked; {exc}: it processes them within "
+                   f"{RETRY_EVERY:.0f} s")
         return
     for done in outcome.recorded:
         click.echo(f"{done}: processed, queued for delivery at the next pass")

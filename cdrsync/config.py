@@ -91,9 +91,10 @@ class StateConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    interval: int = 10
+    interval: int = 1  # s between passes; an idle pass costs one indexed query on the PBX
     settle: int = 60  # s of quiet before a call without an end-of-call event counts as finished
-    cel_settle: int = 5  # s after the last LINKEDID_END before the call's cdr rows are read
+    cel_settle: int = 5  # s at most after the last LINKEDID_END, for a call whose cdr rows lag
+    cdr_grace: int = 1  # s after the last LINKEDID_END once the first channel's cdr row is there
     orphan_after: int = 7200  # s: a call whose LINKEDID_END never came is closed after this
 
 
@@ -215,6 +216,8 @@ _RANGES: dict[str, _Range] = {
     # every call waits this long before it is sent: more than an hour is not "seconds after"
     "schedule.settle": _Range(0, _HOUR),
     "schedule.cel_settle": _Range(0, 10 * _MIN),
+    # CDR batch mode may split a call's rows over two batches: then as long as cel_settle
+    "schedule.cdr_grace": _Range(0, 10 * _MIN),
     # a live call is closed after this without events: at least a minute, at most a week
     "schedule.orphan_after": _Range(_MIN, 7 * _DAY),
     # the notice waits that long: past a day it is no longer a missed call but history

@@ -5,9 +5,13 @@ Where a call is known to be over:
 * CEL mode (`Source.schema.cel_mode`): the cursor `cel_end` is the id of the last LINKEDID_END event
   consumed. Each ended linkedid is expanded to its whole call (linkedids sharing a channel or named
   by a transfer/pickup event, to a bounded fixpoint). A call is complete when EVERY linkedid in it
-  has a LINKEDID_END; it is emitted `[schedule] cel_settle` s after cdrsync first saw it complete,
-  so that cdr rows written a moment after the event are part of it (a call first seen when its
-  LINKEDID_END is already older than cel_settle + CLOCK_MARGIN by the PBX clock does not wait).
+  has a LINKEDID_END. Its cdr rows are then read: Asterisk writes them at each channel's hang-up,
+  so they land with the LINKEDID_END or a moment around it. Once the row of its first channel
+  (uniqueid == callid) is there, the call is emitted `[schedule] cdr_grace` s after cdrsync
+  first saw it complete, for the rows of the other channels; without that row (a PBX that
+  writes no cdr, CDR batch mode) it waits `[schedule] cel_settle` s, the longest wait (a call
+  first seen when its LINKEDID_END is already older than cel_settle + CLOCK_MARGIN by the PBX
+  clock does not wait). `more` says that a pass left LINKEDID_END events unread.
   Ended linkedids whose call is not complete wait in `progress_pending`; when the call has had
   no event for `[schedule] orphan_after` s it is emitted as `ClosedBy.TIMEOUT`. Calls that never
   get any LINKEDID_END (Asterisk restarted mid-call) are found by a cdr scan over
@@ -85,6 +89,8 @@ class Discovery:
     progress: Optional[float] = None  # backfill: share of the range done, 0..1
     # UTC epoch at which the first call now settling is ready: a pass then delivers it
     settled_at: Optional[float] = None
+    more: bool = False  # the pass stopped reading with events left: the next one should not wait
+    idle: bool = False  # no call and nothing to commit: the caller may skip its transaction
 
 
 @dataclass(frozen=True)
@@ -225,10 +231,15 @@ def drop_handled(calls: list[CallRows], handled: Handled) -> tuple[list[CallRows
 def find_finished(source: Source, store: Engine, cfg: Config, now: float, handled: Handled
                   ) -> Discovery:
     """The calls that finished since the last committed pass (see the module docstring)."""
-    with store.connect() as conn:
+    cel_mode = source.schema.cel_mode
+    with store.connect() as conn:  # what this pass needs, no more: an idle pass reads little
         cursors = {k: v for k, (v, _) in progress.read_cursors(conn).items()}
-        pending = progress.read_pending(conn)
-        quiet = progress.read_quiet(conn)
+        # the first pass scans long too: a long call that ended after the horizon started
+        # before it
+        long_due = (LONG_SCAN not in cursors
+                    or now - float(cursors[LONG_SCAN]) >= cfg.source.long_every)
+        pending = progress.read_pending(conn) if cel_mode else {}
+        quiet = progress.read_quiet(conn) if long_due or not cel_mode else {}
     changes = progress.Changes(now=now)
     notes: list[str] = []
     horizon = float(cursors[HORIZON]) if HORIZON in cursors else None
@@ -237,23 +248,22 @@ def find_finished(source: Source, store: Engine, cfg: Config, now: float, handle
         handover = Handover.decode(cursors.get(HANDOVER))
         horizon = _first_horizon(cfg, now, handover, set(cursors), notes)
         changes.cursors[HORIZON] = repr(horizon)
-    # the first pass scans long too: a long call that ended after the horizon started before it
-    long_due = (LONG_SCAN not in cursors
-                or now - float(cursors[LONG_SCAN]) >= cfg.source.long_every)
     if long_due:
         changes.cursors[LONG_SCAN] = repr(now)
         changes.quiet_prune_before = now - 2 * cfg.source.max_call - cfg.schedule.orphan_after
     settling: list[float] = []
-    if source.schema.cel_mode:
+    more: list[bool] = []
+    if cel_mode:
         calls, busy = _cel_pass(source, cfg, now, handled, cursors, pending, horizon, handover,
-                                changes, notes, settling)
+                                changes, notes, settling, more)
         if long_due:
             calls += _orphan_scan(source, cfg, now, handled, quiet, horizon, busy, changes, notes)
     else:
         calls = _cdr_pass(source, cfg, now, handled, quiet, horizon, long_due, changes, notes)
     calls.sort(key=lambda c: linkedid_key(c.callid))
     return Discovery(calls=calls, commit=changes.apply, notes=notes,
-                     settled_at=min(settling, default=None))
+                     settled_at=min(settling, default=None), more=bool(more),
+                     idle=not calls and changes.empty)
 
 
 def _first_horizon(cfg: Config, now: float, handover: Optional[Handover], names: set[str],
@@ -279,15 +289,20 @@ def _first_horizon(cfg: Config, now: float, handover: Optional[Handover], names:
 def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors: dict[str, str],
               pending: dict[str, tuple[float, str]], horizon: float,
               handover: Optional[Handover], changes: progress.Changes, notes: list[str],
-              settling: list[float]) -> tuple[list[CallRows], set[str]]:
-    """CEL mode; returns the calls to emit and every linkedid it looked at, and adds to
-    `settling` when each call that waits for cel_settle will be ready. A first pass after a
-    CEL backfill takes over at the last cel id the backfill read."""
+              settling: list[float], more: list[bool]) -> tuple[list[CallRows], set[str]]:
+    """CEL mode; returns the calls to emit and every linkedid it looked at, adds to `settling`
+    when each call that waits will be ready, and to `more` if it left events unread. A first
+    pass after a CEL backfill takes over at the last cel id the backfill read."""
     zone = cfg.source.zone
+    takeover = CEL_CURSOR not in cursors and HORIZON in cursors
     if CEL_CURSOR in cursors:
         position = int(cursors[CEL_CURSOR])
     elif handover is not None and handover.cel_id is not None:
         position = handover.cel_id
+    elif takeover:  # CDR-only passes ran before: CEL mode takes over from them
+        position = source.cel_id_at(to_local(_cdr_takeover(cfg, cursors, horizon), zone)) - 1
+        notes.append(f"CEL mode takes over from CDR-only mode: CEL cursor starts after cel id "
+                     f"{position}; calls CDR-only mode sent are not sent again")
     else:
         position = source.cel_id_at(to_local(horizon, zone)) - 1
         notes.append(f"first sync: CEL cursor starts after cel id {position}")
@@ -300,6 +315,8 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
             position = got[-1][0]
         if len(got) < cfg.source.batch:
             break
+    else:
+        more.append(True)  # LINKEDID_END events are left: the next pass should not wait
     if position != start_position or CEL_CURSOR not in cursors:
         changes.cursors[CEL_CURSOR] = str(position)
     seeds = set(pending) | {lid for _, lid in ended}
@@ -310,24 +327,17 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
     groups = group_calls([], events)
     fresh, old = drop_handled(groups, handled)
     for call in old:
-        notes.append(f"late rows for call {call.callid} ignored: it was already handled")
+        if not takeover:  # at a take-over, re-reading calls CDR-only mode sent is the point
+            notes.append(f"late rows for call {call.callid} ignored: it was already handled")
         changes.pending_drop |= call.linkedids
-    ready: list[CallRows] = []
+    ready: list[CallRows] = []  # timed out
+    complete: list[CallRows] = []
+    emit: list[CallRows] = []
     for call in fresh:
-        first_seen = min((pending[lid][0] for lid in call.linkedids if lid in pending), default=now)
         if call.linkedids <= closed:
-            # settle counts from the last LINKEDID_END cdrsync saw, not from the first
-            completed = max(pending[lid][0] if lid in pending else now for lid in call.linkedids)
-            ended_at = last_end(call, zone) or now
-            due = min(completed + cfg.schedule.cel_settle,
-                      ended_at + cfg.schedule.cel_settle + CLOCK_MARGIN)
-            if now >= due:
-                ready.append(call)
-                changes.pending_drop |= call.linkedids
-            else:
-                _keep_pending(changes, call, closed, pending, now, "settle")
-                settling.append(due)
+            complete.append(call)
             continue
+        first_seen = min((pending[lid][0] for lid in call.linkedids if lid in pending), default=now)
         last = min(last_end(call, zone) or first_seen, now)  # a PBX clock ahead counts as now
         if now - last >= cfg.schedule.orphan_after:
             ready.append(replace(call, closed_by=ClosedBy.TIMEOUT))
@@ -337,8 +347,55 @@ def _cel_pass(source: Source, cfg: Config, now: float, handled: Handled, cursors
                          f"{cfg.schedule.orphan_after} s without events")
         else:
             _keep_pending(changes, call, closed, pending, now, "open")
+    # read together, as before: a cdr row may join a timed-out call to a complete one
+    for call in with_cdr(source, ready + complete, zone):
+        due = now if call.closed_by is ClosedBy.TIMEOUT else _settled_at(call, closed, pending,
+                                                                          now, cfg)
+        if now >= due:
+            emit.append(call)
+            changes.pending_drop |= call.linkedids
+        else:
+            _keep_pending(changes, call, closed, pending, now, "settle")
+            settling.append(due)
     looked_at = set().union(*(c.linkedids for c in groups)) if groups else set()
-    return with_cdr(source, ready, zone), looked_at
+    return emit, looked_at
+
+
+def _cdr_takeover(cfg: Config, cursors: dict[str, str], horizon: float) -> float:
+    """From when (UTC epoch, by LINKEDID_END time) CEL mode must read to cover every call that
+    CDR-only passes may not have emitted. A call the short scans reach was emitted once its
+    rows were `settle` s old at a pass; one only the long scan reaches, by the second long scan
+    `settle` s after its last row (up to 2 x long_every later). Both bounds count back from the
+    last long scan, which is not later than the last CDR-only pass; the ledger keeps a call
+    re-read from being sent twice."""
+    if LONG_SCAN not in cursors:
+        return horizon
+    last_long = float(cursors[LONG_SCAN])
+    reach = 2 * (cfg.source.long_every + cfg.schedule.interval) + cfg.schedule.settle
+    return max(horizon, last_long - reach - CLOCK_MARGIN)
+
+
+def _has_root_cdr(call: CallRows) -> bool:
+    """Whether the cdr row of the call's first channel (uniqueid == its callid) is there: Asterisk
+    writes a channel's cdr rows when it hangs up, so by its LINKEDID_END every row is written or
+    on its way, and the root's row being there says the batch of the call's rows has landed."""
+    return any(r.uniqueid == call.callid for r in call.cdr)
+
+
+def _settled_at(call: CallRows, closed: set[str], pending: dict[str, tuple[float, str]],
+                now: float, cfg: Config) -> float:
+    """When a complete call (its cdr rows read) may be emitted (UTC epoch), counted from when
+    cdrsync first saw its last LINKEDID_END: `cdr_grace` s later once the cdr row of its first
+    channel is there (the other channels' rows, written at their own hang-ups, land with it or a
+    moment after), else `cel_settle` s later (a PBX that writes no cdr rows, CDR batch mode).
+    `cel_settle` is the longest wait; a call first seen long after its end does not wait."""
+    mine = call.linkedids & closed
+    completed = max((pending[lid][0] if lid in pending else now) for lid in mine) if mine else now
+    wait = cfg.schedule.cel_settle
+    if _has_root_cdr(call):
+        wait = min(wait, cfg.schedule.cdr_grace)
+    ended_at = last_end(call, cfg.source.zone) or now
+    return min(completed + wait, ended_at + cfg.schedule.cel_settle + CLOCK_MARGIN)
 
 
 def _keep_pending(changes: progress.Changes, call: CallRows, closed: set[str],

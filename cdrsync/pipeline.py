@@ -45,6 +45,8 @@ log = logging.getLogger("cdrsync.pipeline")
 LATE_EVERY = 60.0  # s between two looks for recordings that were missing at COMPLETED time
 PRUNE_EVERY = 3600.0  # s between two prunings of delivered request bodies
 RECORD_ATTEMPTS = 3  # a batch's recording, when another process recorded one of its calls first
+RETRY_EVERY = 10.0  # s between two looks for calls `retry --quarantined` marked
+REPROBE_EVERY = 60.0  # s between two looks for LINKEDID_END while "auto" runs CDR-only
 
 
 @dataclass
@@ -67,6 +69,7 @@ class PassResult:
     drain: Optional[DrainResult] = None
     error: str = ""
     settled_at: Optional[float] = None  # when a call found settling is ready (`run` passes then)
+    more: bool = False  # rows left unread, or history left unsent: `run` passes again at once
 
 
 @dataclass
@@ -109,6 +112,11 @@ class Pipeline:
         self.pbx_model = Keeper(self.store, self.source, cfg.pbx)  # the learned PBX model
         self._late_checked_at = float("-inf")
         self._pruned_at = float("-inf")
+        self._retried_at = float("-inf")
+        self._probed_at: Optional[float] = None  # the first pass decides the mode
+        self._synced = False  # a pass committed with the horizon set: no catch-up is due
+        self.idle_noted_at = float("-inf")  # when the cli last logged a pass that found nothing
+        self.failing = ""  # the error of the last pass (the cli logs a repeated one once)
 
     def close(self) -> None:
         self.deliverer.close()
@@ -118,28 +126,54 @@ class Pipeline:
     # ---- the regular pass -------------------------------------------------------------------
     def sync_pass(self, now: Optional[float] = None, drain_seconds: Optional[float] = None
                   ) -> PassResult:
+        """Find finished calls, record them, send them at once. With `run` this runs every
+        second or so, so a pass that finds nothing new (the common case) costs little: one
+        indexed range query on the PBX (CEL mode), a few reads of the store, no write. The work
+        that may wait is done on its own period (RETRY_EVERY, LATE_EVERY, PRUNE_EVERY,
+        REPROBE_EVERY)."""
         now = time.time() if now is None else now
         result = PassResult()
-        if not self.dry_run:  # calls `retry --quarantined` marked while this process worked
+        if not self.dry_run and now - self._retried_at >= RETRY_EVERY:
+            self._retried_at = now  # calls `retry --quarantined` marked while this process works
             self.retry_quarantined(now)
-        for gap in history.catch_up(self.source, self.store, self.cfg, now, self._handled,
-                                    batch_calls=self.cfg.source.batch):
-            self._remember(gap, "sync", notify_missed=True, now=now, result=result)
-            result.found += len(gap.calls)
-            if self.stop.is_set():
-                return result  # the first live pass must not begin before the gap is read
+        self._reprobe(now)
+        if not self._synced:  # a first sync's catch-up: nothing to do once the horizon is set
+            for gap in history.catch_up(self.source, self.store, self.cfg, now, self._handled,
+                                        batch_calls=self.cfg.source.batch):
+                self._remember(gap, "sync", notify_missed=True, now=now, result=result)
+                result.found += len(gap.calls)
+                if self.stop.is_set():
+                    return result  # the first live pass must not begin before the gap is read
         discovery = finder.find_finished(self.source, self.store, self.cfg, now, self._handled)
         for note in discovery.notes:
             log.info("%s", note)
         result.found += len(discovery.calls)
         result.settled_at = discovery.settled_at
-        self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
-        if not self.dry_run:
-            self._late_recordings(now)
+        result.more = discovery.more
+        if not discovery.idle:
+            self._remember(discovery, "sync", notify_missed=True, now=now, result=result)
+        self._synced = not self.dry_run  # a dry run commits nothing: its horizon is never set
+        if not self.dry_run:  # sent as soon as recorded: nothing slow comes in between
             result.drain = self.deliverer.drain(self.stop, max_seconds=drain_seconds)
             result.sent = result.drain.sent
+            result.more = result.more or result.drain.more  # history waits for its next slice
+            self._late_recordings(now)
             self._prune(now)
         return result
+
+    def _reprobe(self, now: float) -> None:
+        """`use_cel = "auto"` in CDR-only mode: look again, every REPROBE_EVERY s, whether the PBX
+        logs LINKEDID_END now (CEL just enabled, a new PBX), and switch to CEL mode if so. The
+        finder's CEL cursor then starts early enough to cover every call the CDR-only passes
+        have not emitted; those they did are in the ledger, so none is sent twice."""
+        if self._probed_at is None:
+            self._probed_at = now
+        if self.source.schema.cel_mode or now - self._probed_at < REPROBE_EVERY:
+            return
+        self._probed_at = now
+        if self.source.reprobe():
+            log.info("cel now logs LINKEDID_END: switching to CEL mode (%s)",
+                     self.source.schema.reason)
 
     # ---- history ----------------------------------------------------------------------------
     def backfill(self, since: datetime, until: Optional[datetime], *, notify_missed: bool,

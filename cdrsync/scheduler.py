@@ -1,30 +1,34 @@
-"""`cdrsync run`: an APScheduler job every [schedule] interval seconds.
+"""`cdrsync run`: passes one after another, each planning the next as a one-shot APScheduler job.
 
-`max_instances=1` keeps two passes from overlapping; `coalesce=True` with no misfire grace limit
-turns every interval missed during a suspend or a long pass into ONE catch-up pass. A pass that
-leaves a call settling (CEL mode: `cel_settle` after its LINKEDID_END was first seen) brings the
-next pass forward to the moment the call is ready, so it is delivered `cel_settle` after it was
-seen, not a whole interval later. A pass that fails on the PBX database is logged and retried at
-the next interval; a state store that can not be written stops the daemon (systemd restarts it
-once the disk is fixed; nothing is lost).
+A pass is a `date` job that, when it ends, adds the next one: at its own start + [schedule]
+interval, sooner when a call it found settling is ready then (`settled_at`), at once when it left
+work waiting (more LINKEDID_END events than a pass reads). Only the pass in flight ever plans the
+next, so two never overlap and APScheduler never has to refuse one (no "maximum number of running
+instances" warning, whatever a pass costs); a suspend or a pass longer than the interval makes
+ONE late pass, run as soon as possible (`misfire_grace_time=None`). A pass that fails on the PBX
+database is logged and retried at the next interval; an unexpected error is logged when it first
+happens (again only once it changes) and retried too; a state store that can not be written stops
+the daemon (systemd restarts it once the disk is fixed; nothing is lost). Shutdown waits for the
+pass in flight.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import ConfigError
 from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.run")
 PASS_JOB = "pass"
+STATS_EVERY = 15.0  # s between two readings of the outbox's counts for the metrics
 
 
 def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) -> None:
@@ -34,7 +38,9 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
 
     cfg = pipeline.cfg
     fatal: list[BaseException] = []
+    failure = _Failures()
     metrics = metrics_mod.Metrics(metrics_mod.pbx_label(cfg))
+    observer = _Observer(metrics, pipeline)
     try:
         server = metrics.serve(cfg.metrics.listen) if cfg.metrics.listen else None
     except OSError as exc:
@@ -45,35 +51,42 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
     # pass must not reach for the scheduler once shutdown may have begun (it would wait forever)
     closing = threading.Lock()
     closed = threading.Event()
+    numbers = itertools.count(1)
+
+    def plan(when: float) -> None:
+        # a new id each time: APScheduler counts the pass that plans it as running until it
+        # returns, and would refuse (and drop) a next pass of the same id due at once
+        with closing:
+            if not closed.is_set() and not stop.is_set():
+                scheduler.add_job(job, "date", run_date=datetime.fromtimestamp(when, timezone.utc),
+                                  id=f"{PASS_JOB}-{next(numbers)}")
 
     def job() -> None:
         if stop.is_set():
             return
-        result = one_pass()
-        with closing:
-            if not closed.is_set():
-                _hurry(scheduler, result.settled_at)
-        _observe(metrics, pipeline, result)
-        if cfg.metrics.textfile:
-            metrics.write_textfile(cfg.metrics.textfile)
-        notify("WATCHDOG=1")
-
-    def on_error(event: JobExecutionEvent) -> None:
-        exc: Optional[BaseException] = event.exception
-        if isinstance(exc, StoreError):
+        started = time.time()
+        again = started + cfg.schedule.interval  # a failed pass is tried again an interval on
+        try:
+            result = one_pass()
+            again = next_run(started, time.time(), cfg.schedule.interval, result)
+            failure.cleared()
+            observer.observe(result, time.time())
+            if cfg.metrics.textfile:
+                metrics.write_textfile(cfg.metrics.textfile)
+            notify("WATCHDOG=1")
+        except StoreError as exc:  # the store can not be written: the daemon stops
             fatal.append(exc)
-        else:
-            log.error("pass failed unexpectedly: %s: %s; the next pass tries again",
-                      type(exc).__name__, exc)
-        if fatal:
             stop.set()
+        except Exception as exc:  # caught here, not by APScheduler, which logs every one
+            failure.report(exc)
+        finally:
+            plan(again)
 
-    scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
-        "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
-    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
-    scheduler.add_job(job, IntervalTrigger(seconds=cfg.schedule.interval),
-                      next_run_time=datetime.now(timezone.utc), id=PASS_JOB)
+    # a pass planned for a moment the machine slept through still runs, once, when it wakes
+    scheduler = BackgroundScheduler(timezone=timezone.utc,
+                                    job_defaults={"misfire_grace_time": None})
     scheduler.start()
+    plan(time.time())
     notify("READY=1")
     log.info("running: a pass every %d s (state %s)", cfg.schedule.interval,
              pipeline.store.url.render_as_string(hide_password=True))
@@ -91,47 +104,83 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
         raise fatal[0]
 
 
-def _hurry(scheduler: BackgroundScheduler, settled_at: Optional[float]) -> None:
-    """Run the next pass at `settled_at` if that is sooner than planned (the interval then counts
-    from it)."""
-    if settled_at is None:  # the common case: nothing settling, the scheduler is not asked
-        return
-    job = scheduler.get_job(PASS_JOB)
-    if job is None or job.next_run_time is None:
-        return
-    when = datetime.fromtimestamp(settled_at, timezone.utc)
-    if when < job.next_run_time:
-        job.modify(next_run_time=when)
+def next_run(started: float, ended: float, interval: float, result: Any) -> float:
+    """When the pass after one that ran from `started` to `ended` begins (UTC epoch): at once if
+    it left work waiting, at `settled_at` if a call it found settling is ready before the
+    interval is over, else an interval after it started; never before it ended."""
+    if result.more:
+        return ended
+    when = started + interval
+    if result.settled_at is not None:
+        when = min(when, result.settled_at)
+    return max(ended, when)
 
 
-def _observe(metrics, pipeline, result) -> None:
-    """Feed the metrics after a pass: how it ended, what it delivered, and the outbox as the
-    store counts it (which survives restarts, unlike the counters)."""
-    import time
+class _Failures:
+    """Unexpected pass failures, logged once each: a bug that fails every pass would otherwise
+    write a line a second."""
 
-    from .state import ledger, quarantine
+    def __init__(self) -> None:
+        self._last = ""
 
-    drain = result.drain
-    if result.error:
-        ended = "failed"
-    elif drain is not None and drain.unauthorized:
-        ended = "unauthorized"
-    elif drain is not None and drain.stalled:
-        ended = "stalled"
-    else:
-        ended = "ok"
-    metrics.observe_pass(ended, time.time())
-    metrics.calls.inc(result.recorded)
-    if drain is not None:
-        metrics.requests_sent.inc(drain.sent)
-        metrics.requests_refused.inc(drain.failed)
-        metrics.requests_retried.inc(drain.retried)
-        for lag in drain.lags:
-            metrics.observe_delivery(lag)
-    with pipeline.store.connect() as conn:
-        stats = ledger.stats(conn)
-        metrics.quarantined.set(quarantine.count(conn))
-    for state in ledger.STATES:
-        metrics.outbox(state).set(stats[state])
-    oldest = stats["oldest_undelivered"]
-    metrics.oldest_undelivered.set(oldest["age"] if oldest else 0)
+    def report(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last:
+            log.exception("pass failed unexpectedly: %s; the next passes try again", text)
+        else:
+            log.debug("pass failed again: %s", text)
+        self._last = text
+
+    def cleared(self) -> None:
+        if self._last:
+            log.info("passes work again")
+        self._last = ""
+
+
+class _Observer:
+    """Feeds the metrics after a pass: how it ended, what it delivered, and the outbox as the
+    store counts it (which survives restarts, unlike the counters). The counts cost a store query:
+    read after a pass that changed the outbox, else every STATS_EVERY s, and never when no one
+    reads the metrics (neither `listen` nor `textfile`): an idle pass a second stays cheap."""
+
+    def __init__(self, metrics, pipeline) -> None:
+        self.metrics, self.pipeline = metrics, pipeline
+        cfg = pipeline.cfg.metrics
+        self.exported = bool(cfg.listen or cfg.textfile)
+        self._stats_at = float("-inf")
+
+    def observe(self, result, now: float) -> None:
+        metrics, drain = self.metrics, result.drain
+        if result.error:
+            ended = "failed"
+        elif drain is not None and drain.unauthorized:
+            ended = "unauthorized"
+        elif drain is not None and drain.stalled:
+            ended = "stalled"
+        else:
+            ended = "ok"
+        metrics.observe_pass(ended, now)
+        metrics.calls.inc(result.recorded)
+        changed = bool(result.recorded)
+        if drain is not None:
+            metrics.requests_sent.inc(drain.sent)
+            metrics.requests_refused.inc(drain.failed)
+            metrics.requests_retried.inc(drain.retried)
+            for lag in drain.lags:
+                metrics.observe_delivery(lag)
+            changed = changed or bool(drain.sent or drain.failed or drain.retried
+                                      or drain.skipped)
+        if self.exported and (changed or now - self._stats_at >= STATS_EVERY):
+            self._stats_at = now
+            self._outbox()
+
+    def _outbox(self) -> None:
+        from .state import ledger, quarantine
+
+        with self.pipeline.store.connect() as conn:
+            stats = ledger.stats(conn)
+            self.metrics.quarantined.set(quarantine.count(conn))
+        for state in ledger.STATES:
+            self.metrics.outbox(state).set(stats[state])
+        oldest = stats["oldest_undelivered"]
+        self.metrics.oldest_undelivered.set(oldest["age"] if oldest else 0)

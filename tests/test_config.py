@@ -36,7 +36,7 @@ def build(**changes):
 def test_minimal_config_gets_the_documented_defaults():
     cfg = config.from_dict(build(), env={})
     assert cfg.planfix.rate == 5.0 and cfg.planfix.timeout == 10.0
-    assert cfg.schedule.interval == 10 and cfg.schedule.settle == 60
+    assert cfg.schedule.interval == 1 and cfg.schedule.settle == 60
     assert cfg.state.url == "sqlite:////var/lib/cdrsync/state.db"
     assert cfg.recordings.dir == "/var/spool/asterisk/monitor"
     assert str(cfg.source.zone) == "Europe/Moscow"
@@ -161,7 +161,7 @@ def test_the_example_config_states_each_range():
 
 @pytest.mark.parametrize("changes, expected", [
     ({"source__lookback": 60, "schedule__settle": 60},
-     "source.lookback: must be at least schedule.settle + schedule.interval (70 s)"),
+     "source.lookback: must be at least schedule.settle + schedule.interval (61 s)"),
     ({"source__lookback": 7200, "source__max_call": 3600},
      "source.max_call: must not be shorter than source.lookback"),
 ])

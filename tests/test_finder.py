@@ -24,6 +24,7 @@ NOW = 1709290800.0  # 2024-03-01 11:00 UTC = 14:00 at the PBX
 LOOKBACK = 3600
 SETTLE = 60
 CEL_SETTLE = 5
+GRACE = 1  # [schedule] cdr_grace's default
 ORPHAN = 1800
 LONG_EVERY = 300
 
@@ -156,8 +157,8 @@ def test_cel_first_run_on_months_of_history_starts_at_lookback(pbx_db, cel_pipe)
     assert ids(got) == [c.linkedid for c in recent]
     assert all(c.closed_by is ClosedBy.LINKEDID_END and len(c.cdr) == 1 for c in got)
     assert any("first sync" in n for n in cel_pipe.notes)
-    assert cel_pipe.sync(NOW + CEL_SETTLE - 1) == []
-    assert ids(cel_pipe.sync(NOW + CEL_SETTLE)) == [fresh.linkedid]
+    assert cel_pipe.sync(NOW + GRACE / 2) == []  # its cdr row is there: a grace
+    assert ids(cel_pipe.sync(NOW + GRACE)) == [fresh.linkedid]
     assert edge.linkedid not in cel_pipe.sent and old[-1].linkedid not in cel_pipe.sent
 
 
@@ -169,11 +170,36 @@ def test_cel_incremental_passes_and_row_landing_after_the_end(pbx_db, cel_pipe):
     b = Call(NOW - 60)
     b.cel(pbx_db)
     assert cel_pipe.sync(NOW + 20) == []
+    assert cel_pipe.sync(NOW + 20 + CEL_SETTLE - 1) == []  # no cdr row yet: waits, up to settle
     b.cdr(pbx_db)
-    assert cel_pipe.sync(NOW + 20 + CEL_SETTLE - 1) == []  # settle respected
-    got = cel_pipe.sync(NOW + 20 + CEL_SETTLE)
+    got = cel_pipe.sync(NOW + 20 + CEL_SETTLE - 0.5)  # the row is there, the grace long over
     assert ids(got) == [b.linkedid] and len(got[0].cdr) == 1 and len(got[0].cel) == 5
     assert cel_pipe.sent == [a.linkedid, b.linkedid]
+
+
+def test_cel_call_without_cdr_rows_waits_cel_settle_at_most(pbx_db, cel_pipe):
+    Call(NOW - 300).add(pbx_db)
+    cel_pipe.sync(NOW - 100)  # the cursor is placed
+    silent = Call(NOW - 60)
+    silent.cel(pbx_db)  # a PBX that writes no cdr (or drops this unanswered call's row)
+    assert cel_pipe.sync(NOW) == []
+    assert cel_pipe.sync(NOW + CEL_SETTLE - 0.1) == []
+    got = cel_pipe.sync(NOW + CEL_SETTLE)
+    assert ids(got) == [silent.linkedid] and got[0].cdr == ()
+
+
+def test_cel_the_grace_after_the_root_cdr_row_brings_the_other_channels_rows(pbx_db, cel_pipe):
+    Call(NOW - 300).add(pbx_db)
+    cel_pipe.sync(NOW - 100)  # the cursor is placed
+    call = Call(NOW - 60)
+    call.cel(pbx_db)
+    call.cdr(pbx_db)  # the caller's channel: its row is written at its hang-up
+    assert cel_pipe.sync(NOW) == []  # complete, the root's row there: CDR_GRACE s more
+    call.cdr(pbx_db, uniqueid=call.phone, offset=1)  # the phone's row, a moment behind
+    assert cel_pipe.sync(NOW + GRACE - 0.1) == []
+    got = cel_pipe.sync(NOW + GRACE)
+    assert ids(got) == [call.linkedid]
+    assert sorted(r.uniqueid for r in got[0].cdr) == sorted([call.linkedid, call.phone])
 
 
 def test_a_settling_call_says_when_it_is_ready(pbx_db, cel_pipe):
@@ -184,9 +210,10 @@ def test_a_settling_call_says_when_it_is_ready(pbx_db, cel_pipe):
         return found.settled_at, ids(found.calls)
 
     call = Call(NOW - 60).add(pbx_db)
-    assert settled_at(NOW) == (NOW + CEL_SETTLE, [])  # first seen now: ready cel_settle later
-    assert settled_at(NOW + 2) == (NOW + CEL_SETTLE, [])  # counted from the first sight
-    assert settled_at(NOW + CEL_SETTLE) == (None, [call.linkedid])  # nothing left to wait for
+    grace = GRACE  # its cdr row is there: the grace, not cel_settle
+    assert settled_at(NOW) == (NOW + grace, [])  # first seen now: ready the grace later
+    assert settled_at(NOW + grace / 2) == (NOW + grace, [])  # counted from the first sight
+    assert settled_at(NOW + grace) == (None, [call.linkedid])  # nothing left to wait for
 
 
 def test_cel_many_ends_are_read_in_batches(pbx_db, cel_pipe):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from pymysql.constants import FIELD_TYPE
 from pymysql.converters import convert_datetime
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from cdrsync.source.reader import Source, SourceError, mysql_datetime
 from tests.corpus import CORPUS as CORPUS_DIR
@@ -103,6 +103,23 @@ def test_auto_mode_without_linkedid_end_is_cdr_only(pbx_db):
     source = Source(pbx_db.ro_url)
     assert not source.schema.cel_mode and "no LINKEDID_END" in source.schema.reason
     assert Source(pbx_db.ro_url, use_cel="true").schema.cel_mode
+    source.close()
+
+
+def test_auto_mode_looks_again_at_the_new_cel_rows_only_and_switches(pbx_db):
+    ids = pbx_db.insert_cel([{"eventtype": "CHAN_START", "eventtime": T0} for _ in range(30)])
+    source = Source(pbx_db.ro_url)
+    assert not source.schema.cel_mode
+    floors: list = []
+    event.listen(source.engine, "before_cursor_execute",
+                 lambda conn, cur, sql, params, *rest: floors.append(params.get("id_1"))
+                 if "eventtype = " in sql and "LIMIT" in sql else None)
+    assert source.reprobe() is False
+    assert floors == [max(ids)]  # the 30 rows were looked at already: none read again
+    pbx_db.insert_cel([{"eventtype": "LINKEDID_END", "eventtime": T0, "linkedid": "1.1"}])
+    assert source.reprobe() is True
+    assert source.schema.cel_mode and "LINKEDID_END" in source.schema.reason
+    assert Source(pbx_db.ro_url, use_cel="false").reprobe() is False
     source.close()
 
 

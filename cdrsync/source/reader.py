@@ -92,6 +92,7 @@ class Source:
         self._use_cel = use_cel
         self._batch = max(1, batch)
         self._schema: Optional[SourceSchema] = None
+        self._probed_top = 0  # cel ids up to this one were probed for LINKEDID_END
         try:
             parsed = make_url(url)
             self.engine: Engine = create_engine(parsed, pool_pre_ping=True, future=True,
@@ -180,12 +181,27 @@ class Source:
                                    "(CEL off or LINKEDID_END not logged): CDR-only mode")
         return SourceSchema(cdr_cols, cel_cols, has_cel, "linkedid" in cdr_cols, mode, reason)
 
+    def reprobe(self) -> bool:
+        """`use_cel = "auto"` found no LINKEDID_END: look again (the table definitions, then the
+        cel rows added since the last look, at most CEL_PROBE) and switch `schema` to CEL mode if
+        there is one now; True when it switched."""
+        if self._use_cel != "auto" or self._schema is None or self._schema.cel_mode:
+            return False
+        fresh = self._reflect()
+        if fresh.cel_mode:
+            self._schema = fresh
+        return fresh.cel_mode
+
     def _recent_linkedid_end(self) -> bool:
         top = self._max_id()
+        since = self._probed_top if self._probed_top <= top else 0  # an emptied table: anew
         stmt = (select(column("id")).select_from(self._cel)
-                .where(column("id") > top - CEL_PROBE, column("eventtype") == "LINKEDID_END")
+                .where(column("id") > max(top - CEL_PROBE, since),
+                       column("eventtype") == "LINKEDID_END")
                 .limit(1))
-        return bool(self._all(stmt, "probing cel for LINKEDID_END"))
+        found = bool(self._all(stmt, "probing cel for LINKEDID_END"))
+        self._probed_top = top  # looked at: the next probe reads only what comes after
+        return found
 
     def _max_id(self) -> int:
         stmt = select(func.max(column("id"))).select_from(self._cel)

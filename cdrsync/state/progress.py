@@ -79,6 +79,12 @@ class Changes:
     quiet_set: dict[str, tuple[str, float]] = field(default_factory=dict)
     quiet_prune_before: Optional[float] = None
 
+    @property
+    def empty(self) -> bool:
+        """Whether `apply` would write nothing."""
+        return not (self.cursors or self.pending_add or self.pending_drop or self.quiet_set
+                    or self.quiet_prune_before is not None)
+
     def apply(self, conn: Connection) -> None:
         for name, value in self.cursors.items():
             conn.execute(delete(cursors).where(cursors.c.name == name))
