@@ -1,11 +1,12 @@
 """Metrics of `cdrsync run` for Prometheus, on prometheus_client: to alert on a stalled delivery.
 
 Served on `[metrics] listen` by prometheus_client's HTTP server in a thread (IPv4 or IPv6 as the
-address says: "[::1]:9464" binds ::1), and/or written after each pass to `[metrics] textfile` for
-node-exporter's textfile collector (a temporary file renamed over it, so the collector never reads
-half a file). The registry is cdrsync's own, not the library's global one, so only these series
-are exported. Every series carries a `pbx` label (`pbx_label`), so several cdrsync instances can
-share one Prometheus, or one node-exporter's textfile folder, without their series colliding.
+address says: "[::1]:9464" binds ::1), and/or written to `[metrics] textfile` (after a pass that
+changed something, else every 15 s) for node-exporter's textfile collector (a temporary file renamed
+over it, so the collector never reads half a file). The registry is cdrsync's own, not the library's
+global one, so only these series are exported. Every series carries a `pbx` label (`pbx_label`), so
+several cdrsync instances can share one Prometheus, or one node-exporter's textfile folder, without
+their series colliding.
 
 What to alert on (contrib/grafana-cdrsync.json shows them all):
 - `time() - cdrsync_last_success_timestamp_seconds > 300`: passes keep failing (the PBX database,

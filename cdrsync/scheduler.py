@@ -71,8 +71,6 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
             again = next_run(started, time.time(), cfg.schedule.interval, result)
             failure.cleared()
             observer.observe(result, time.time())
-            if cfg.metrics.textfile:
-                metrics.write_textfile(cfg.metrics.textfile)
             notify("WATCHDOG=1")
         except StoreError as exc:  # the store can not be written: the daemon stops
             fatal.append(exc)
@@ -140,8 +138,10 @@ class _Failures:
 class _Observer:
     """Feeds the metrics after a pass: how it ended, what it delivered, and the outbox as the
     store counts it (which survives restarts, unlike the counters). The counts cost a store query:
-    read after a pass that changed the outbox, else every STATS_EVERY s, and never when no one
-    reads the metrics (neither `listen` nor `textfile`): an idle pass a second stays cheap."""
+    read after a pass that changed the outbox or the quarantine, else every STATS_EVERY s, and never
+    when no one reads the metrics (neither `listen` nor `textfile`); the textfile is rewritten when
+    they are read: an idle pass a second stays cheap, and node-exporter (which reads the file when
+    Prometheus scrapes, every 15 s or more) misses nothing."""
 
     def __init__(self, metrics, pipeline) -> None:
         self.metrics, self.pipeline = metrics, pipeline
@@ -161,7 +161,7 @@ class _Observer:
             ended = "ok"
         metrics.observe_pass(ended, now)
         metrics.calls.inc(result.recorded)
-        changed = bool(result.recorded)
+        changed = bool(result.recorded or result.quarantined)
         if drain is not None:
             metrics.requests_sent.inc(drain.sent)
             metrics.requests_refused.inc(drain.failed)
@@ -173,6 +173,8 @@ class _Observer:
         if self.exported and (changed or now - self._stats_at >= STATS_EVERY):
             self._stats_at = now
             self._outbox()
+            if self.pipeline.cfg.metrics.textfile:
+                metrics.write_textfile(self.pipeline.cfg.metrics.textfile)
 
     def _outbox(self) -> None:
         from .state import ledger, quarantine
