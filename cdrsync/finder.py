@@ -273,7 +273,7 @@ def _first_horizon(cfg: Config, now: float, handover: Optional[Handover], names:
     zone = cfg.source.zone
     horizon = now - cfg.source.lookback
     if handover is not None:
-        notes.append(f"first sync: taking over where the backfill stopped, with the calls that "
+        notes.append(f"first sync: taking over from the backfill, with the calls that "
                      f"started from {handover.start:%Y-%m-%d %H:%M:%S} (PBX time)")
         return min(horizon, to_epoch(handover.start, zone))
     notes.append(f"first sync: starting with calls that ended after "

@@ -105,7 +105,7 @@ def test_a_first_sync_while_a_backfill_reads_takes_over_where_the_backfill_will_
     finally:
         pipeline.close()
     assert result.found >= 5 and syncs, "the sync did not run between two batches"
-    assert "taking over where the backfill stopped" in syncs[0], syncs[0]
+    assert "taking over from the backfill" in syncs[0], syncs[0]
     cdrsync(path, "sync", check=True)
     assert each_once(planfix, old + gap), sorted(Counter(planfix.callids()).items())
 

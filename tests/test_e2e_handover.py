@@ -75,7 +75,7 @@ def test_sync_long_after_a_backfill_sends_every_call_of_the_gap(env, cel):
     synth.insert(pbx_db.admin, gap)
     wait_until_older(gap, 6 + 2 + 1)  # beyond max_call and lookback
     proc = cdrsync(cfg, "sync", check=True)
-    assert "taking over where the backfill stopped" in proc.stderr
+    assert "taking over from the backfill" in proc.stderr
     cdrsync(cfg, "sync", check=True)
     assert_each_once(planfix, old + gap)
 

@@ -51,7 +51,7 @@ def test_a_first_sync_after_a_backfill_takes_over_where_it_stopped(pbx_db, pipe,
     gap = [Call(NOW + t).add(pbx_db) for t in (300, later / 3, later - 2 * 3600)]
     settle(pipe, NOW + later)
     assert_each_once(pipe, old + [recent, going] + gap)
-    assert any("taking over where the backfill stopped" in n for n in pipe.notes)
+    assert any("taking over from the backfill" in n for n in pipe.notes)
     fresh = Call(NOW + later + 200).add(pbx_db)  # and the live sync goes on from there
     settle(pipe, NOW + later + 400)
     assert_each_once(pipe, old + [recent, going, fresh] + gap)
@@ -107,7 +107,7 @@ def test_an_interrupted_backfill_hands_over_at_its_end_and_finishes_when_run_aga
     gap = [Call(NOW + t).add(pbx_db) for t in (600, DAY)]
     settle(pipe, NOW + 2 * DAY)  # takes over at the backfill's end: the gap is the sync's
     assert {c.linkedid for c in gap} <= set(pipe.sent)
-    assert any("taking over where the backfill stopped" in n for n in pipe.notes)
+    assert any("taking over from the backfill" in n for n in pipe.notes)
     pipe.backfill(local(NOW - 10 * DAY), None, NOW + 2 * DAY + 200)
     assert_each_once(pipe, old + gap)
     settle(pipe, NOW + 2 * DAY + 400)
