@@ -301,6 +301,27 @@ def test_outbound_refused_by_the_dialplan_is_not_allowed():
     assert call.phone == "+493012345678"
 
 
+@pytest.mark.parametrize("trunk, dialled", [
+    # FreePBX 13 IAX2 trunk with the account in its dial string (chan_iax2 parse_dial_string)
+    ("IAX2/voipms-1234", "IAX2/acct:s3cr3t@voipms/2125550188,300,T"),
+    # FreePBX DAHDI trunk group g0; the PRI channel is named after span and number (chan_dahdi)
+    ("DAHDI/i1/2125550188-5", "DAHDI/g0/2125550188,300,T"),
+    ("PJSIP/voipms-00000002", "PJSIP/voipms/sip:2125550188@sip.example.com,300"),
+    ("SIP/voipms-00000002", "SIP/voipms/2125550188,300,T"),
+], ids=["iax2", "dahdi", "pjsip-uri", "sip"])
+def test_outbound_through_any_trunk_technology(trunk, dialled):
+    """A FreePBX 13 macro-dialout-trunk row (one cdr row; dcontext stays from-internal in the
+    Macro); the route stripped the 9: the trunk dialled 2125550188."""
+    rows = cdr(f"""
+    | time     | channel     | dstchannel | disposition | duration | billsec | src | dst         | dcontext      | outbound_cnum | lastapp | lastdata  |
+    | 10:00:00 | SIP/101-1   | {trunk}    | ANSWERED    | 40       | 30      | 101 | 92125550188 | from-internal | 5551000       | Dial    | {dialled} |
+    """)
+    call = run(rows, pbx=PbxConfig(default_country="US"))
+    assert summary(call) == ("outbound", "Success", "101", 30)
+    assert (call.phone, call.phone_raw) == ("+12125550188", "2125550188")
+    assert "s3cr3t" not in repr(call)
+
+
 def test_crm_direction_from_the_dialplan_wins():
     events = cel("""
     | type         | time     | chan        | uid   | context       | exten | cid | userdeftype   | extra    |

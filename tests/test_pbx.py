@@ -7,14 +7,19 @@ context names) and the published rows of ../shared/corpus-public (oscar6262: Fre
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
+
 import pytest
 from sqlalchemy import create_engine
 
 from cdrsync.config import PbxConfig
 from cdrsync.interpret.channels import PHONE, TRUNK, classify
+from cdrsync.model import CdrRow, CelEvent
 from cdrsync.pbx import PbxModel, learn
 from cdrsync.pbx import store as pbx_store
-from cdrsync.pbx.names import DialTarget, dial_targets, local_of
+from cdrsync.pbx.freepbx import mailbox, voicemail_destination
+from cdrsync.pbx.names import DialTarget, device_of, dial_targets, local_of, reaches
 from cdrsync.pbx.report import line, lines, summary
 from cdrsync.state.db import metadata
 from tests.corpus import CORPUS, CORPUS_B, PUBLIC, calls_of, corpus_rows, load_csv, load_sql
@@ -167,9 +172,130 @@ def test_summary_is_thin_for_a_few_calls():
     ("SIP/4660|20|tr", (DialTarget("SIP/4660", ""),)),  # Asterisk 1.8 separators
     ("PJSIP/101&PJSIP/102", (DialTarget("PJSIP/101", ""), DialTarget("PJSIP/102", ""))),
     ("Local/3125550188@from-internal/n,18", ()),
+    # chan_iax2.c parse_dial_string: [user[:secret]@]peer[:port][/exten[@context]][/options];
+    # the secret is dropped with the user (FreePBX 13 IAX2 trunk: IAX2/<trunk>/<number>)
+    ("IAX2/acct:s3cr3t@voipms:4569/2125550188@default,300,T",
+     (DialTarget("IAX2/voipms", "2125550188"),)),
+    ("IAX2/voipms/2125550188,300", (DialTarget("IAX2/voipms", "2125550188"),)),
+    ("IAX2/101,20", (DialTarget("IAX2/101", ""),)),  # an IAX2 phone
+    ("SIP/2125550188@voipms,300", (DialTarget("SIP/voipms", "2125550188"),)),  # chan_sip exten@peer
+    # FreePBX DAHDI trunks: DAHDI/g0/<number> (group), an extension on an FXS port: DAHDI/1
+    ("DAHDI/g0/2125550188,300,T", (DialTarget("DAHDI/g0", "2125550188"),)),
+    ("DAHDI/r1/2125550188", (DialTarget("DAHDI/r1", "2125550188"),)),
+    ("DAHDI/1,20", (DialTarget("DAHDI/1", ""),)),
 ])
 def test_dial_strings(data, targets):
     assert dial_targets(data) == targets
+
+
+@pytest.mark.parametrize("name, device", [
+    # chan_dahdi.c dahdi_new: "i%d/%s-%x" for a PRI call (span, number), "%d-%d" analog
+    ("DAHDI/i1/2125550188-5", "DAHDI/i1"),
+    ("DAHDI/i2/2125550188:1-1a", "DAHDI/i2"),
+    ("DAHDI/3-1", "DAHDI/3"),
+    ("IAX2/voipms-1234", "IAX2/voipms"),  # chan_iax2.c: "IAX2/%s-%d" (peer, call number)
+    ("PJSIP/6871322562-0000001f", "PJSIP/6871322562"),
+])
+def test_devices_of_channel_names(name, device):
+    assert device_of(name).key == device
+
+
+@pytest.mark.parametrize("data, device, reached", [
+    ("DAHDI/g0/2125550188", "DAHDI/i1", True),  # a group dial answers on a span's channel
+    ("DAHDI/g0/2125550188", "DAHDI/3", True),
+    ("DAHDI/g0/2125550188", "PJSIP/voipms", False),
+    ("DAHDI/1", "DAHDI/2", False),  # one FXS port is not another
+    ("PJSIP/101", "PJSIP/102", False),
+])
+def test_what_a_dial_can_reach(data, device, reached):
+    assert reaches(dial_targets(data)[0], device) is reached
+
+
+def _dial_row(channel, dstchannel, lastdata, dcontext="from-internal", dst="2125550188",
+              **kw) -> CdrRow:
+    """A FreePBX 13 macro-dialout-trunk row (cdr dcontext stays from-internal in a Macro)."""
+    return CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel=channel, dstchannel=dstchannel,
+                  lastapp="Dial", lastdata=lastdata, dcontext=dcontext, dst=dst,
+                  disposition="ANSWERED", duration=40, billsec=30, uniqueid="1777885200.1",
+                  linkedid="1777885200.1", outbound_cnum="5551000", **kw)
+
+
+@pytest.mark.parametrize("row, trunk", [
+    (_dial_row("SIP/101-00000001", "IAX2/voipms-1234",
+               "IAX2/acct:s3cr3t@voipms/2125550188,300,T"), "IAX2/voipms"),
+    (_dial_row("SIP/101-00000001", "DAHDI/i1/2125550188-5", "DAHDI/g0/2125550188,300,T"),
+     "DAHDI/i1"),
+    (_dial_row("PJSIP/101-00000001", "PJSIP/voipms-00000002",
+               "PJSIP/voipms/sip:2125550188@sip.example.com,300"), "PJSIP/voipms"),
+], ids=["iax2", "dahdi-group", "pjsip-uri"])
+def test_trunks_dialled_by_a_route_are_learned_and_no_secret_is_kept(row, trunk):
+    model = learn([row], [])
+    assert model.device(trunk) == ("trunk", "")
+    assert model.device(device_of(row.channel).key) == ("phone", "101")
+    assert "s3cr3t" not in repr(model.observations) and "s3cr3t" not in "\n".join(lines(model))
+
+
+@pytest.mark.parametrize("context", ["from-digital", "from-analog"])
+def test_dahdi_lines_entering_on_freepbxs_dahdi_contexts_are_trunks(context):
+    """FreePBX etc/extensions.conf: [from-digital] (PRI) includes from-pstn, [from-analog]
+    (FXO) from-dahdi; chan_dahdi.conf sets the line's context, so CHAN_START is there."""
+    start = CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4, 9, 0),
+                     uniqueid="1777885200.1", linkedid="1777885200.1",
+                     channame="DAHDI/i1/2125550188-5", context=context, exten="5551000",
+                     cid_num="2125550188")
+    assert learn([], [start]).device("DAHDI/i1") == ("trunk", "")
+
+
+@pytest.mark.parametrize("appdata, box", [
+    ("101@default,u", "101"),  # FreePBX macro-vm: ${MEXTEN}@${VMCONTEXT},<options>
+    ("101@default,b", "101"),
+    ("101@default,su", "101"),
+    ("101@default|u", "101"),  # Asterisk 1.8 separators
+    ("101@default&102@default,u", "101"),
+    ("u100@default", "100"),  # Asterisk 1.2's option letters in front of the box
+    ("bs100", "100"),
+    ("sue@default,u", "sue"),  # a named box keeps its leading s and u
+    ("usher", "usher"),
+    ("", ""),
+])
+def test_voicemail_boxes(appdata, box):
+    assert mailbox(appdata) == box
+
+
+@pytest.mark.parametrize("dst, box", [
+    ("vmu101", "101"), ("vmb101", "101"), ("vms6871322562", "6871322562"), ("vmi101", "101"),
+    ("vmx101", None), ("vm101", None), ("101", None), ("vmu١٠١", None),
+])
+def test_ext_local_voicemail_destinations(dst, box):
+    """FreePBX core functions.inc.php: ext-local vmb/vmu/vms/vmi + the extension."""
+    assert voicemail_destination(dst) == box
+
+
+def test_the_voicemail_box_learned_is_the_box_written():
+    rows = [CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel="PJSIP/carrier-1",
+                   lastapp="VoiceMail", lastdata=data, dcontext="ext-local", dst="vmu" + box,
+                   uniqueid=f"1777885200.{i}", linkedid=f"1777885200.{i}")
+            for i, (data, box) in enumerate([("sue@default,u", "sue"), ("u100@default", "100"),
+                                             ("6871322562@default,b", "6871322562")])]
+    assert sorted(k.name for k in learn(rows, []).of_kind("voicemail")) == \
+        ["100", "6871322562", "sue"]
+
+
+@pytest.mark.parametrize("name", ["PJSIP/١٠١-00000001", "PJSIP/²⁰¹-00000001", "SIP/１０１-1"])
+def test_digits_of_other_scripts_are_not_an_extensions_shape(name):
+    """No dialplan dials '١٠١' (Arabic-Indic), '²⁰¹' or fullwidth digits: a device so named is
+    not guessed to be a phone, nor is an extension_pattern of \\d read to match it."""
+    assert classify(name, PbxConfig(), PbxModel()).kind == TRUNK
+    assert classify(name, PbxConfig(extension_pattern=r"^\d+$"), PbxModel()).kind == TRUNK
+
+
+def test_a_superscript_number_in_the_rows_is_no_group_and_does_not_break_learning():
+    row = CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel="PJSIP/carrier-1",
+                 dcontext="ext-group", dst="6²", lastapp="Dial", lastdata="PJSIP/101",
+                 dstchannel="PJSIP/101-2", uniqueid="1777885200.1", linkedid="1777885200.1")
+    model = learn([row, replace(row, dst="600", uniqueid="1777885200.2",
+                                linkedid="1777885200.2")], [])
+    assert [k.name for k in model.of_kind("ring group")] == ["600", "6²"]  # ordered, no crash
 
 
 def test_local_leg_prefixes():

@@ -41,7 +41,7 @@ from cdrsync.timeconv import seconds
 
 __all__ = ["interpret"]
 
-_NUMBER = re.compile(r"\+?[\d\s\-().]*\d[\d\s\-().]*")
+_NUMBER = re.compile(r"\+?[0-9\s\-().]*[0-9][0-9\s\-().]*")
 
 
 def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) -> Facts:
@@ -183,7 +183,7 @@ def _phone(raw: str, direction: Direction, pbx: PbxConfig) -> str:
         return ""
     number = normalise(raw, pbx.default_country)
     # not a public number phonenumbers knows (a short code, a dotted string): its digits alone
-    return number if number.startswith("+") else re.sub(r"\D", "", number)
+    return number if number.startswith("+") else re.sub(r"[^0-9]", "", number)
 
 
 def _outside_party(facts: Facts, direction: Direction) -> str:

@@ -31,7 +31,7 @@ from cdrsync.pbx.names import device_of, local_of
 
 PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
-_GUESS = re.compile(r"^\d{2,6}$")  # the shape of an extension, when nothing else is known
+_GUESS = re.compile(r"^[0-9]{2,6}$")  # the shape of an extension, when nothing else is known
 _NEVER = r"(?!)"
 
 
@@ -46,10 +46,6 @@ class ChanInfo:
     device: str = ""  # "PJSIP/6871322562": the device behind a phone or trunk channel
     rule: str = ""  # why it is what it is (for `cdrsync show`)
     group: str = ""  # the ring group / queue / room number a Local leg stands for
-
-    @property
-    def is_local(self) -> bool:
-        return self.kind == LOCAL
 
 
 @lru_cache(maxsize=8192)
@@ -79,7 +75,7 @@ def device_kind(device: str, peer: str, pbx: PbxConfig, model: Optional[PbxModel
             return TRUNK, "", f"{device} is a trunk: [pbx] trunk_channels"
         ext = known[1] if known and known[0] == MODEL_PHONE else peer
         return PHONE, ext, f"{device} is phone {ext}: not in [pbx] trunk_channels"
-    if pbx.extension_pattern and re.match(pbx.extension_pattern, peer):
+    if pbx.extension_pattern and re.match(pbx.extension_pattern, peer, re.ASCII):
         return PHONE, peer, f"{device} is phone {peer}: [pbx] extension_pattern"
     if known is not None:
         kind, ext = known
@@ -100,7 +96,7 @@ def _learned(device: str, kind: str, ext: str, model: Optional[PbxModel]) -> str
 def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> str:
     """What a dialled number is: PHONE (an extension), GROUP (ring group, queue, room, lot),
     OUTSIDE (a public number) or "" (a feature code, `s`, anything else)."""
-    if pbx.extension_pattern and re.match(pbx.extension_pattern, number):
+    if pbx.extension_pattern and re.match(pbx.extension_pattern, number, re.ASCII):
         return PHONE
     known = model.kind_of_number(number) if model is not None else ""
     if known:

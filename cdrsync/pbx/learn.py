@@ -31,6 +31,17 @@ from typing import Optional
 
 from cdrsync.config import PbxConfig
 from cdrsync.model import CdrRow, CelEvent
+from cdrsync.numbers import is_digits
+from cdrsync.pbx.freepbx import (
+    EXTENSION_CONTEXTS,
+    GROUP_CONTEXTS,
+    IVR_PREFIX,
+    NOT_A_NUMBER,
+    PARK_APPS,
+    ROOM_APPS,
+    mailbox,
+    voicemail_destination,
+)
 from cdrsync.pbx.model import (
     CONFERENCE,
     EXTENSION,
@@ -42,17 +53,9 @@ from cdrsync.pbx.model import (
     Observation,
     PbxModel,
 )
-from cdrsync.pbx.names import device_of, dial_targets, local_of
+from cdrsync.pbx.names import device_of, dial_targets, local_of, pooled, reaches
 
 _DEFAULT = PbxConfig()
-_NOT_A_NUMBER = ("", "s", "h", "i", "t")
-# where `dst` is a group's, a queue's or a follow-me's number, not the extension of who rang
-_NOT_AN_EXTENSION = ("ext-group", "ext-queues", "followme-check", "ext-findmefollow")
-# where `dst` is an extension number, with or without a device of its own (a follow-me-only
-# virtual extension): FreePBX's contexts for calls to extensions
-_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
-_ROOMS = {"confbridge": CONFERENCE, "meetme": CONFERENCE}
-_PARK_APPS = ("park", "parkedcall")
 
 
 def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
@@ -109,12 +112,12 @@ def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
             return
         began = event.uniqueid == event.linkedid
         note(call, ("dev", device.key, ("began-" if began else "rang-") + side, context))
-        if side == "internal" and _is_number(event.cid_num):
+        if side == "internal" and is_digits(event.cid_num):
             note(call, ("dev", device.key, "ext-cid", event.cid_num))
         return
-    if context == "ext-group" and event.exten not in _NOT_A_NUMBER:
+    if context == "ext-group" and event.exten not in NOT_A_NUMBER:
         note(call, (RING_GROUP, event.exten, "seen", ""))
-    elif context.startswith("ivr-"):
+    elif context.startswith(IVR_PREFIX):
         note(call, (IVR, context, "seen", ""))
     if kind == "APP_START":
         _from_app(call, event.appname, event.appdata, note)
@@ -132,18 +135,21 @@ def _from_row(row: CdrRow, pbx: PbxConfig, note) -> None:
     if caller is not None:
         if row.did:
             note(call, ("dev", caller.key, "did", ""))
-        elif row.cnum and _is_number(row.cnum) and _context_kind(
+        elif row.cnum and is_digits(row.cnum) and _context_kind(
                 context, pbx.internal_contexts, ()) == "internal" and not row.outbound_cnum:
             note(call, ("dev", caller.key, "ext-cnum", row.cnum))
         if _context_kind(context, (), pbx.inbound_contexts):
             note(call, ("dev", caller.key, "began-inbound", context))
     app = row.lastapp.lower()
-    if context in _EXTENSION_CONTEXTS and row.dst.isdigit():
+    if context in EXTENSION_CONTEXTS and is_digits(row.dst):
         note(call, (EXTENSION, row.dst, "dialled", context))
-    if context == "ext-group" and row.dst not in _NOT_A_NUMBER:
+    box = voicemail_destination(row.dst) if context == "ext-local" else None
+    if box:
+        note(call, (VOICEMAIL, box, "seen", ""))
+    if context == "ext-group" and row.dst not in NOT_A_NUMBER:
         note(call, (RING_GROUP, row.dst, "seen", ""))
         _member(call, RING_GROUP, row.dst, row.dstchannel, note)
-    elif context.startswith("ivr-"):
+    elif context.startswith(IVR_PREFIX):
         note(call, (IVR, context, "seen", ""))
     if app == "queue":
         queue = row.lastdata.split(",", 1)[0].split("|", 1)[0].strip()
@@ -163,12 +169,11 @@ def _from_app(call: str, app: str, data: str, note) -> None:
     first = data.split(",", 1)[0].split("|", 1)[0].strip()
     if name == "queue" and first:
         note(call, (QUEUE, first, "seen", ""))
-    elif name == "voicemail" and first:
-        box = first.split("&", 1)[0].split("@", 1)[0]
-        note(call, (VOICEMAIL, box.lstrip("su"), "seen", ""))
-    elif name in _ROOMS and first:
-        note(call, (_ROOMS[name], first, "seen", ""))
-    elif name in _PARK_APPS:
+    elif name == "voicemail" and mailbox(data):
+        note(call, (VOICEMAIL, mailbox(data), "seen", ""))
+    elif name in ROOM_APPS and first:
+        note(call, (CONFERENCE, first, "seen", ""))
+    elif name in PARK_APPS:
         note(call, (PARKING, first or "default", "seen", ""))
 
 
@@ -178,11 +183,11 @@ def _extension_dialled(row: CdrRow, note) -> None:
     the next Dial (PJSIP/104) still shows dst 101."""
     context, caller = row.dcontext, device_of(row.channel)
     answered = device_of(row.dstchannel)
-    if (answered is None or context in _NOT_AN_EXTENSION or context.startswith("ivr-")
-            or row.dst in _NOT_A_NUMBER or row.dst.startswith(("vm", "*"))
+    if (answered is None or context in GROUP_CONTEXTS or context.startswith(IVR_PREFIX)
+            or row.dst in NOT_A_NUMBER or row.dst.startswith(("vm", "*"))
             or (caller is not None and caller.key == answered.key)):
         return
-    if any(t.device == answered.key and not t.number for t in dial_targets(row.lastdata)):
+    if any(reaches(t, answered.key) and not t.number for t in dial_targets(row.lastdata)):
         note(row.linkedid or row.uniqueid, ("dev", answered.key, "ext-dial", row.dst))
 
 
@@ -193,15 +198,18 @@ def _from_dial(call: str, data: str, dstchannel: str, context: str, note) -> boo
     answered = device_of(dstchannel) if dstchannel else None
     through_trunk = False
     for target in dial_targets(data):
-        if answered is not None and answered.key != target.device:
+        if answered is None and pooled(target):
+            continue  # which channel of the group answered is not known here
+        if answered is not None and not reaches(target, answered.key):
             continue
+        device = answered.key if answered is not None else target.device
         if target.number:
             through_trunk = True
             via = "macro-dialout-trunk" if context in ("", "from-internal") else context
             clue = "route" if context.startswith(("outrt", "macro-dialout")) else "dialled-number"
-            note(call, ("dev", target.device, clue, via if clue == "route" else ""))
+            note(call, ("dev", device, clue, via if clue == "route" else ""))
         elif answered is not None:
-            note(call, ("dev", target.device, "dialled-as-ext", ""))
+            note(call, ("dev", device, "dialled-as-ext", ""))
     return through_trunk
 
 
@@ -214,10 +222,6 @@ def _member(call: str, kind: str, group: str, dstchannel: str, note) -> None:
     device = device_of(dstchannel)
     if device is not None:
         note(call, (kind, group, "member", device.key))
-
-
-def _is_number(text: str) -> bool:
-    return text.isdigit()
 
 
 def _extra(text: str) -> dict:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+from cdrsync.numbers import is_digits
+
 PHONE, TRUNK = "phone", "trunk"
 RING_GROUP, QUEUE, IVR = "ring group", "queue", "ivr"
 VOICEMAIL, PARKING, CONFERENCE = "voicemail", "parking lot", "conference room"
@@ -218,4 +220,4 @@ def _top(evidence: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
 
 
 def _number_key(text: str) -> tuple:
-    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+    return (0, int(text), "") if is_digits(text) else (1, 0, text)
