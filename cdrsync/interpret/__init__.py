@@ -54,9 +54,11 @@ def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) 
     facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone, model)
     if rows.cdr:
         extra = read_cdr_labels(rows.cdr, pbx, model)
-        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint", "routed_to",
+        for name in ("ring_group", "queue", "voicemail", "direction_hint", "routed_to",
                      "route_ran"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
+        if not facts.ivr:  # an IVR and whether the caller left it are one fact
+            facts.ivr, facts.after_ivr = extra.ivr, extra.after_ivr
     return facts
 
 

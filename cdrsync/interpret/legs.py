@@ -29,7 +29,14 @@ from cdrsync.interpret.channels import (
 )
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
-from cdrsync.pbx.freepbx import EXTENSION_CONTEXTS, IVR_PREFIX, PARK_APPS, ROOM_APPS, mailbox
+from cdrsync.pbx.freepbx import (
+    EXTENSION_CONTEXTS,
+    IVR_PREFIX,
+    PARK_APPS,
+    ROOM_APPS,
+    leaves_ivr,
+    mailbox,
+)
 from cdrsync.pbx.model import PbxModel
 from cdrsync.pbx.names import dial_targets, reaches
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
@@ -216,7 +223,9 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
         return
     app, first_arg = row.lastapp.lower(), row.lastdata.split(",", 1)[0].strip()
     if row.dcontext.startswith(IVR_PREFIX):
-        facts.ivr = row.dcontext
+        facts.ivr, facts.after_ivr = row.dcontext, ""
+    elif facts.ivr and not facts.after_ivr and leaves_ivr(row.dcontext, row.dst):
+        facts.after_ivr = row.dcontext
     if row.dcontext == "ext-group" and row.dst not in ("s", ""):
         facts.ring_group = facts.ring_group or row.dst
     if app == "queue":

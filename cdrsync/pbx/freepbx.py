@@ -31,6 +31,15 @@ _VM_DESTINATION = re.compile(r"vm[busi]([0-9]+)", re.ASCII)
 _LEGACY_BOX = re.compile(r"[subj]+([0-9]+)", re.ASCII)
 
 
+def leaves_ivr(context: str, exten: str) -> bool:
+    """Whether the caller, once in an IVR, is somewhere else when its channel is in `context`:
+    the option's destination (`ext-group,600`, `ext-queues,400`, `ext-local,vmu101`,
+    `from-did-direct-ivr,101`...). The IVR's own `h`/`i`/`t`, the subroutines it runs
+    (`macro-*`, `sub-*`) and its hang-up destination (`app-blackhole`) are still the IVR."""
+    return bool(context) and exten != "h" and not context.startswith(
+        (IVR_PREFIX, "macro-", "sub-", "app-blackhole"))
+
+
 def mailbox(appdata: str) -> str:
     """The (first) box of a VoiceMail() application data: `101@default,u` (FreePBX's macro-vm
     writes `${MEXTEN}@${VMCONTEXT},<options>`), `101@default|u` (Asterisk 1.8), `101&102`,
