@@ -6,7 +6,8 @@ so it is the phone of 6789; `PJSIP/voipms` brought calls in on from-trunk, so it
 rule wins:
 
 1. `[pbx] trunk_channels`: exactly the matching devices are trunks, every other one a phone;
-2. `[pbx] extension_pattern`: a device whose name matches is the phone of that number;
+2. `[pbx] extension_pattern`: a device whose name matches is the phone of that number (a
+   number the model knows as a ring group's, a queue's, a room's or a lot's stays that);
 3. what the model learned;
 4. a device the rows say nothing about: a 2-6 digit name is a phone, any other a trunk (a guess,
    and the reason line says so).
@@ -89,18 +90,22 @@ def _learned(device: str, kind: str, ext: str, model: Optional[PbxModel]) -> str
     what = f"phone {ext}" if kind == MODEL_PHONE else "a trunk"
     entry = next((k for k in model.known if device in k.devices), None) if model else None
     why = "; ".join(f"{n} {text}" for text, n in entry.evidence[:2]) if entry else ""
-    return f"{device} is {what}: learned ({why})"
+    named = model is not None and device in model.named_after_device
+    return f"{device} is {what}: learned ({why})" + (
+        "; its extension guessed from its name (no number reached it)" if named else "")
 
 
 @lru_cache(maxsize=8192)
 def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> str:
     """What a dialled number is: PHONE (an extension), GROUP (ring group, queue, room, lot),
-    OUTSIDE (a public number) or "" (a feature code, `s`, anything else)."""
-    if pbx.extension_pattern and re.match(pbx.extension_pattern, number, re.ASCII):
-        return PHONE
+    OUTSIDE (a public number) or "" (a feature code, `s`, anything else). A learned group's
+    number stays a group under `[pbx] extension_pattern`: the pattern names devices (phones),
+    and FreePBX numbers its groups like its extensions (600 beside 101)."""
     known = model.kind_of_number(number) if model is not None else ""
-    if known:
-        return PHONE if known == MODEL_PHONE else GROUP
+    if known and known != MODEL_PHONE:
+        return GROUP
+    if known or (pbx.extension_pattern and re.match(pbx.extension_pattern, number, re.ASCII)):
+        return PHONE
     if looks_outside(number, pbx.extension_pattern or _NEVER):
         return OUTSIDE
     return PHONE if _GUESS.match(number) else ""

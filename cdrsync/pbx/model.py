@@ -72,7 +72,7 @@ class PbxModel:
     """The learned PBX. Build it with `learn` (cdrsync.pbx.learn) or from stored observations."""
 
     __slots__ = ("observations", "rows", "calls", "_hash", "_counts", "devices", "phones", "trunks",
-                 "extensions", "groups", "known", "_frozen")
+                 "extensions", "named_after_device", "groups", "known", "_frozen")
 
     def __init__(self, observations: Mapping[Observation, int] | Iterable[tuple[Observation, int]]
                  = (), rows: int = 0, calls: int = 0) -> None:
@@ -87,6 +87,9 @@ class PbxModel:
         self.phones: dict[str, tuple[str, ...]] = {}  # extension -> devices
         self.trunks: dict[str, str] = {}  # device -> trunk name
         self.extensions: frozenset[str] = frozenset()
+        # phones whose extension is their own name for want of a clue (no dialled number,
+        # caller id or cnum named it): an honest "guessed" for `cdrsync show`
+        self.named_after_device: frozenset[str] = frozenset()
         self.groups: dict[str, str] = {}  # number -> RING_GROUP | QUEUE | CONFERENCE | PARKING
         self.known: tuple[Known, ...] = ()
         self._derive()
@@ -148,11 +151,14 @@ class PbxModel:
         known: list[Known] = []
         phone_devices: dict[str, list[str]] = {}
         phone_evidence: dict[str, Counter] = {}
+        unclued = set()
         for device, clues in per_device.items():
             kind, ext = _device_kind(device, clues)
             if kind is None:
                 continue
             self.devices[device] = (kind, ext)
+            if kind == PHONE and not any(c in EXT_CLUES for c, _ in clues):
+                unclued.add(device)
             if kind == PHONE:
                 phone_devices.setdefault(ext, []).append(device)
                 phone_evidence.setdefault(ext, Counter()).update(
@@ -169,6 +175,7 @@ class PbxModel:
             known.append(Known(PHONE, ext, tuple(sorted(devices)),
                                evidence=_top(phone_evidence[ext])))
         self.extensions = frozenset(self.phones) | frozenset(numbers)
+        self.named_after_device = frozenset(unclued)
         for (kind, subject), clues in other.items():
             if kind in (RING_GROUP, QUEUE, CONFERENCE, PARKING) and subject not in self.extensions:
                 self.groups.setdefault(subject, kind)
