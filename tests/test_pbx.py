@@ -330,3 +330,113 @@ def test_the_keeper_samples_once_learns_each_pass_and_remembers(tmp_path):
     assert current(state_url, source, PbxConfig()) == (grown, "stored in the state store")
     store.dispose()
     source.close()
+
+
+def _keepers(tmp_path, n=2, url=""):
+    """`n` Keepers of one state store (as `run` and `backfill` are), on the demo database."""
+    from cdrsync.demo import DATA as demo
+    from cdrsync.pbx.keeper import Keeper
+    from cdrsync.source.reader import Source
+    from cdrsync.state.db import open_store
+
+    source = Source(f"sqlite:///{demo}")
+    store = open_store(url or f"sqlite:///{tmp_path}/state.db")
+    return store, source, [Keeper(store, source, PbxConfig()) for _ in range(n)]
+
+
+def _statements(engine) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: seen.append(statement.split()[0]))
+    return seen
+
+
+def test_two_processes_saving_add_to_each_others_evidence(tmp_path, store_url):
+    """`run` learns round B's first calls, `backfill` its last ones, both from the same stored
+    model; each saves: the store holds the first model plus both (neither overwrote). On
+    SQLite, PostgreSQL and MariaDB stores."""
+    store, source, (run, backfill) = _keepers(tmp_path, url=store_url)
+    assert run.model.calls == 29  # nothing stored: a sample of the newest rows (round A)
+    run.save(1.0)
+    with store.connect() as conn:
+        first = pbx_store.load(conn)[0]
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    assert backfill.model == first  # loaded: the stored model
+    run.learn_calls(calls[:20])
+    backfill.learn_calls(calls[20:])
+    run.save(2.0)
+    backfill.save(3.0)
+    with store.connect() as conn:
+        stored = pbx_store.load(conn)[0]
+    assert stored == learn(cdr, cel, base=first)
+    assert stored.calls == first.calls + 36
+    store.dispose()
+    source.close()
+
+
+def test_a_call_counts_once_and_an_unchanged_model_is_not_stored(tmp_path):
+    store, source, (keeper,) = _keepers(tmp_path, 1)
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    once = keeper.learn_calls(calls[:5])
+    assert keeper.learn_calls(calls[:5]) == once  # re-read by a later pass: no new evidence
+    assert keeper.learn_calls(calls[3:6]).calls == once.calls + 1  # only call 6 is new
+    keeper.save(1.0)
+    statements = _statements(store)
+    keeper.learn_calls(calls[:6])  # all learned already
+    keeper.save(2.0)
+    assert statements == []  # not a read, not an UPDATE
+    keeper.learn_calls(calls[6:7])
+    keeper.save(3.0)
+    assert [s for s in statements if s in ("UPDATE", "DELETE", "INSERT")] == \
+        ["UPDATE", "DELETE", "INSERT"]  # the lock's touch, then the row replaced
+    store.dispose()
+    source.close()
+
+
+def _damaged(row: CdrRow) -> CdrRow:
+    """A row whose lastapp is no text (what a broken decoder or a future column type could
+    hand over): learning it raises AttributeError."""
+    return replace(row, lastapp=None)
+
+
+def test_a_row_learning_cannot_read_costs_that_row_only(caplog):
+    cdr, cel = _rows(CORPUS_B)
+    bad = _damaged(cdr[0])
+    model = learn([bad, *cdr[1:]], cel)
+    assert model.device("PJSIP/201") == ("phone", "201") and model.rows == len(cdr) + len(cel)
+    assert "cdr row" in caplog.text and "AttributeError" in caplog.text
+
+
+def test_a_call_that_breaks_the_model_is_left_out_and_the_pass_learns_the_rest(
+        tmp_path, monkeypatch, caplog):
+    """Derivation failing on one call's evidence (simulated: the model refuses one device)
+    costs that call: the others are learned, learn_calls does not raise."""
+    from cdrsync.pbx import model as pbx_model
+
+    store, source, (keeper,) = _keepers(tmp_path, 1)
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    poisoned = [c for c in calls if "PJSIP/204-" in repr((c.cdr, c.cel))]
+    real = pbx_model._device_kind
+
+    def refuse(device, clues):
+        if device == "PJSIP/204":
+            raise ValueError("a device the model cannot take")
+        return real(device, clues)
+
+    before_model = keeper.model
+    monkeypatch.setattr(pbx_model, "_device_kind", refuse)
+    grown = keeper.learn_calls(calls)
+    monkeypatch.undo()
+    assert "left out (ValueError)" in caplog.text
+    assert len(poisoned) == caplog.text.count("left out (ValueError)") == 8
+    kept = [c for c in calls if c not in poisoned]
+    assert grown == keeper.model == learn([r for c in kept for r in c.cdr],
+                                          [e for c in kept for e in c.cel], base=before_model)
+    assert grown.device("PJSIP/201") == ("phone", "201") and grown.device("PJSIP/204") is None
+    store.dispose()
+    source.close()

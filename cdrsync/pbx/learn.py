@@ -17,12 +17,15 @@ What counts as evidence, and why (FreePBX 13-17 dialplans, Asterisk 13-20):
   `ConfBridge` / `MeetMe`.
 
 Each observation counts once per call (linkedid), so the evidence reads as calls. One pass over
-the rows, a few string tests per row: learning follows every pass at a small cost.
+the rows, a few string tests per row: learning follows every pass at a small cost. A row that
+cannot be read (damaged, of a shape nothing expected) is left out with a warning: it costs
+that row's evidence, never the pass.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -56,6 +59,7 @@ from cdrsync.pbx.model import (
 from cdrsync.pbx.names import device_of, dial_targets, local_of, pooled, reaches
 
 _DEFAULT = PbxConfig()
+log = logging.getLogger("cdrsync.pbx")
 
 
 def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
@@ -72,22 +76,39 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
 
     for event in cel_events:
         rows += 1
-        _from_event(event, pbx, note)
+        try:
+            _from_event(event, pbx, note)
+        except Exception as exc:  # a damaged event teaches nothing, and costs nothing else
+            _skipped("cel event", event.id, event.linkedid or event.uniqueid, exc)
     first_dials: dict[tuple[str, str], CdrRow] = {}
     for row in cdr_rows:
         rows += 1
-        _from_row(row, pbx, note)
-        if row.lastapp.lower() == "dial":
-            key = (row.linkedid or row.uniqueid, row.channel)
-            if key not in first_dials or row.sequence < first_dials[key].sequence:
-                first_dials[key] = row
+        try:
+            _from_row(row, pbx, note)
+            if row.lastapp.lower() == "dial":
+                key = (row.linkedid or row.uniqueid, row.channel)
+                if key not in first_dials or row.sequence < first_dials[key].sequence:
+                    first_dials[key] = row
+        except Exception as exc:
+            _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
     for row in first_dials.values():
-        _extension_dialled(row, note)
+        try:
+            _extension_dialled(row, note)
+        except Exception as exc:
+            _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
     counts = Counter(observation for _, observation in seen)
     calls = len({call for call, _ in seen})
     if base is None:
         return PbxModel(counts, rows, calls)
     return base.merged(counts, rows, calls)
+
+
+def _skipped(what: str, key: object, call: object, exc: Exception) -> None:
+    """Learning is per row: a row it cannot read is left out with a reason in the log (its type
+    of error only: the message could quote the row), the way a call's interpretation is
+    quarantined alone. What the row noted before it failed stays: each note is a field read."""
+    log.warning("learning the PBX: %s %s of call %s left out (%s)", what, key, call,
+                type(exc).__name__)
 
 
 @lru_cache(maxsize=1024)
