@@ -12,6 +12,7 @@ import json
 from typing import Optional
 
 from sqlalchemy import Column, Integer, Table, Text, delete, insert, select, update
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from cdrsync.pbx.model import PbxModel
@@ -21,7 +22,8 @@ pbx_model = Table(
     "pbx_model",
     metadata,
     Column("id", Integer, primary_key=True),  # always 1
-    Column("observations", Text, nullable=False),
+    # LONGTEXT on MySQL, whose TEXT holds 64 KB (revision 0006)
+    Column("observations", Text().with_variant(mysql.LONGTEXT(), "mysql"), nullable=False),
     Column("rows_learned", Integer, nullable=False, default=0),
     Column("calls_learned", Integer, nullable=False, default=0),
     Column("learned_at", EPOCH, nullable=False, default=0.0),
