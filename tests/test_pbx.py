@@ -440,3 +440,25 @@ def test_a_call_that_breaks_the_model_is_left_out_and_the_pass_learns_the_rest(
     assert grown.device("PJSIP/201") == ("phone", "201") and grown.device("PJSIP/204") is None
     store.dispose()
     source.close()
+
+
+def test_answers_belong_to_their_model_and_die_with_it():
+    """Two models in one process (tests, `cdrsync pbx --fresh` beside the stored one, a retry):
+    each answers from itself; a model no longer used is not kept alive by a cache."""
+    import gc
+    import weakref
+
+    phone = learn([], [CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4),
+                                uniqueid="1.1", linkedid="1.1", channame="PJSIP/client7-01",
+                                context="from-internal", cid_num="6789")])
+    trunk = learn([], [CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4),
+                                uniqueid="1.1", linkedid="1.1", channame="PJSIP/client7-01",
+                                context="from-pstn", cid_num="2125550188")])
+    name = "PJSIP/client7-00000002"
+    assert classify(name, PbxConfig(), phone).ext == "6789"
+    assert classify(name, PbxConfig(), trunk).kind == TRUNK
+    assert classify(name, PbxConfig(), phone).ext == "6789"
+    gone = weakref.ref(trunk)
+    del trunk
+    gc.collect()
+    assert gone() is None

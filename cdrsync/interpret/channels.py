@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Optional
 
 from cdrsync.config import PbxConfig
@@ -34,6 +33,7 @@ PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
 _GUESS = re.compile(r"^[0-9]{2,6}$")  # the shape of an extension, when nothing else is known
 _NEVER = r"(?!)"
+_NOTHING = PbxModel()  # the model when nothing was learned
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,14 @@ class ChanInfo:
     group: str = ""  # the ring group / queue / room number a Local leg stands for
 
 
-@lru_cache(maxsize=8192)
 def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> ChanInfo:
-    """What the channel called `name` is, under the [pbx] settings and the learned model."""
+    """What the channel called `name` is, under the [pbx] settings and the learned model
+    (None: nothing learned). Remembered by the model itself, never across models."""
+    model = model or _NOTHING
+    return model.answer(_classify, name, pbx)
+
+
+def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:
     local = local_of(name)
     if local is not None:
         kind = number_kind(local.target, pbx, model) if local.target else ""
@@ -66,11 +71,16 @@ def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> Cha
     return ChanInfo(name, kind, ext=ext, device=device.key, rule=rule)
 
 
-@lru_cache(maxsize=4096)
 def device_kind(device: str, peer: str, pbx: PbxConfig, model: Optional[PbxModel]
                 ) -> tuple[str, str, str]:
     """(PHONE or TRUNK, extension, the rule that decided) for a device."""
-    known = model.device(device) if model is not None else None
+    model = model or _NOTHING
+    return model.answer(_device_kind, device, peer, pbx)
+
+
+def _device_kind(device: str, peer: str, pbx: PbxConfig, model: PbxModel
+                 ) -> tuple[str, str, str]:
+    known = model.device(device)
     if pbx.trunk_channels:
         if any(re.search(p, device + "-") for p in pbx.trunk_channels):
             return TRUNK, "", f"{device} is a trunk: [pbx] trunk_channels"
@@ -95,13 +105,17 @@ def _learned(device: str, kind: str, ext: str, model: Optional[PbxModel]) -> str
         "; its extension guessed from its name (no number reached it)" if named else "")
 
 
-@lru_cache(maxsize=8192)
 def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> str:
     """What a dialled number is: PHONE (an extension), GROUP (ring group, queue, room, lot),
     OUTSIDE (a public number) or "" (a feature code, `s`, anything else). A learned group's
     number stays a group under `[pbx] extension_pattern`: the pattern names devices (phones),
     and FreePBX numbers its groups like its extensions (600 beside 101)."""
-    known = model.kind_of_number(number) if model is not None else ""
+    model = model or _NOTHING
+    return model.answer(_number_kind, number, pbx)
+
+
+def _number_kind(number: str, pbx: PbxConfig, model: PbxModel) -> str:
+    known = model.kind_of_number(number)
     if known and known != MODEL_PHONE:
         return GROUP
     if known or (pbx.extension_pattern and re.match(pbx.extension_pattern, number, re.ASCII)):

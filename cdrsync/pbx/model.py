@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from cdrsync.numbers import is_digits
 
 PHONE, TRUNK = "phone", "trunk"
 RING_GROUP, QUEUE, IVR = "ring group", "queue", "ivr"
 VOICEMAIL, PARKING, CONFERENCE = "voicemail", "parking lot", "conference room"
+MEMO_LIMIT = 16384
+_MISSING = object()
 KINDS = (PHONE, TRUNK, RING_GROUP, QUEUE, IVR, VOICEMAIL, PARKING, CONFERENCE)
 EXTENSION = "extension"  # a number FreePBX routes as an extension (not shown on its own)
 
@@ -72,7 +74,8 @@ class PbxModel:
     """The learned PBX. Build it with `learn` (cdrsync.pbx.learn) or from stored observations."""
 
     __slots__ = ("observations", "rows", "calls", "_hash", "_counts", "devices", "phones", "trunks",
-                 "extensions", "named_after_device", "groups", "known", "_frozen")
+                 "extensions", "named_after_device", "groups", "known", "_memo", "_frozen",
+                 "__weakref__")
 
     def __init__(self, observations: Mapping[Observation, int] | Iterable[tuple[Observation, int]]
                  = (), rows: int = 0, calls: int = 0) -> None:
@@ -92,6 +95,9 @@ class PbxModel:
         self.named_after_device: frozenset[str] = frozenset()
         self.groups: dict[str, str] = {}  # number -> RING_GROUP | QUEUE | CONFERENCE | PARKING
         self.known: tuple[Known, ...] = ()
+        # answers computed from this model (cdrsync.interpret.channels): kept with the model, so
+        # they die with it and never answer for another model
+        self._memo: dict[tuple, Any] = {}
         self._derive()
         self._frozen = True
 
@@ -118,6 +124,17 @@ class PbxModel:
         counts = Counter(self._counts)
         counts.update(other)
         return PbxModel(counts, self.rows + rows, self.calls + calls)
+
+    def answer(self, compute: Callable[..., Any], *args: Any) -> Any:
+        """`compute(*args, self)`, remembered for this model (at most MEMO_LIMIT answers: a
+        model kept for many passes meets ever new channel names)."""
+        key = (compute, *args)
+        found = self._memo.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = compute(*args, self)
+        return found
 
     # -- questions interpretation asks -------------------------------------------------------
     def device(self, device: str) -> Optional[tuple[str, str]]:
