@@ -23,7 +23,14 @@ from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, as_caller,
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CelEvent
 from cdrsync.numbers import is_digits
-from cdrsync.pbx.freepbx import IVR_PREFIX, ROUTE_CONTEXTS, leaves_ivr, mailbox
+from cdrsync.pbx.freepbx import (
+    IVR_PREFIX,
+    NOT_A_NUMBER,
+    RING_GROUP_CONTEXT,
+    ROUTE_CONTEXTS,
+    leaves_ivr,
+    mailbox,
+)
 from cdrsync.pbx.model import PbxModel
 from cdrsync.pbx.names import dial_targets
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
@@ -362,7 +369,7 @@ def _read_event(event: CelEvent, root_uid: str, facts: Facts) -> None:
     elif event.uniqueid == root_uid and facts.ivr and not facts.after_ivr and leaves_ivr(
             event.context, event.exten):
         facts.after_ivr = event.context
-    if event.context == "ext-group" and event.exten not in ("s", "h", ""):
+    if event.context == RING_GROUP_CONTEXT and event.exten not in NOT_A_NUMBER:
         facts.ring_group = facts.ring_group or event.exten
     if kind == "APP_START":
         _read_app(event, facts)

@@ -32,7 +32,10 @@ from cdrsync.model import CdrRow
 from cdrsync.pbx.freepbx import (
     EXTENSION_CONTEXTS,
     IVR_PREFIX,
+    NOT_A_NUMBER,
     PARK_APPS,
+    QUEUE_CONTEXT,
+    RING_GROUP_CONTEXT,
     ROOM_APPS,
     leaves_ivr,
     mailbox,
@@ -226,15 +229,15 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
         facts.ivr, facts.after_ivr = row.dcontext, ""
     elif facts.ivr and not facts.after_ivr and leaves_ivr(row.dcontext, row.dst):
         facts.after_ivr = row.dcontext
-    if row.dcontext == "ext-group" and row.dst not in ("s", ""):
+    if row.dcontext == RING_GROUP_CONTEXT and row.dst not in NOT_A_NUMBER:
         facts.ring_group = facts.ring_group or row.dst
     if app == "queue":
         facts.queue = facts.queue or first_arg
-    elif row.dcontext == "ext-queues" and row.dst not in ("s", ""):
+    elif row.dcontext == QUEUE_CONTEXT and row.dst not in NOT_A_NUMBER:
         facts.queue = facts.queue or row.dst
     if app == "voicemail":
         facts.voicemail = mailbox(row.lastdata)
-    if row.dcontext in EXTENSION_CONTEXTS and row.dst not in ("s", ""):
+    if row.dcontext in EXTENSION_CONTEXTS and row.dst not in NOT_A_NUMBER:
         facts.routed_to = facts.routed_to or row.dst
     if row.outbound_cnum and not row.did:
         facts.route_ran = facts.route_ran or f"cdr.outbound_cnum = {row.outbound_cnum}"

@@ -14,7 +14,8 @@ from typing import Optional
 EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
 # where `dst` is a group's, a queue's or a follow-me's number, not the extension of the phone
 # that answered it
-GROUP_CONTEXTS = ("ext-group", "ext-queues", "followme-check", "ext-findmefollow")
+RING_GROUP_CONTEXT, QUEUE_CONTEXT = "ext-group", "ext-queues"  # `dst` / exten: the group's number
+GROUP_CONTEXTS = (RING_GROUP_CONTEXT, QUEUE_CONTEXT, "followme-check", "ext-findmefollow")
 IVR_PREFIX = "ivr-"
 # contexts only an outbound route runs (FreePBX 13 Macro(), 17 Gosub), the failure path included
 ROUTE_CONTEXTS = ("outrt-", "macro-dialout", "sub-dialout", "dialout-", "macro-outisbusy",

@@ -41,6 +41,7 @@ from cdrsync.pbx.freepbx import (
     IVR_PREFIX,
     NOT_A_NUMBER,
     PARK_APPS,
+    RING_GROUP_CONTEXT,
     ROOM_APPS,
     mailbox,
     voicemail_destination,
@@ -136,7 +137,7 @@ def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
         if side == "internal" and is_digits(event.cid_num):
             note(call, ("dev", device.key, "ext-cid", event.cid_num))
         return
-    if context == "ext-group" and event.exten not in NOT_A_NUMBER:
+    if context == RING_GROUP_CONTEXT and event.exten not in NOT_A_NUMBER:
         note(call, (RING_GROUP, event.exten, "seen", ""))
     elif context.startswith(IVR_PREFIX):
         note(call, (IVR, context, "seen", ""))
@@ -167,7 +168,7 @@ def _from_row(row: CdrRow, pbx: PbxConfig, note) -> None:
     box = voicemail_destination(row.dst) if context == "ext-local" else None
     if box:
         note(call, (VOICEMAIL, box, "seen", ""))
-    if context == "ext-group" and row.dst not in NOT_A_NUMBER:
+    if context == RING_GROUP_CONTEXT and row.dst not in NOT_A_NUMBER:
         note(call, (RING_GROUP, row.dst, "seen", ""))
         _member(call, RING_GROUP, row.dst, row.dstchannel, note)
     elif context.startswith(IVR_PREFIX):
