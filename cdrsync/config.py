@@ -111,6 +111,8 @@ class PbxConfig:
         "from-pstn-*",
         "from-trunk-*",
         "from-sip-external",
+        "from-digital",  # FreePBX's context for PRI / BRI (DAHDI) trunks: includes from-pstn
+        "from-analog",  # ... and for analog DAHDI lines (FXO)
     )
     internal_contexts: tuple[str, ...] = ("from-internal", "from-internal-*")  # phones' contexts
     default_country: str = "RU"  # region for numbers written without a country code

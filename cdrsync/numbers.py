@@ -14,6 +14,7 @@ from functools import lru_cache
 import phonenumbers
 
 _SEPARATORS = re.compile(r"[\s\-().]")
+_NUMBER = re.compile(r"\+?[0-9]+")
 _MIN_DIGITS = 7  # shorter strings are extensions, short codes or feature codes
 
 
@@ -24,7 +25,7 @@ def normalise(raw: str, country: str = "RU") -> str:
     Cached: `phonenumbers` takes ~15 µs a number, and an office's callers call again."""
     text = raw.strip()
     compact = _SEPARATORS.sub("", text)
-    if not re.fullmatch(r"\+?\d+", compact) or len(compact.lstrip("+")) < _MIN_DIGITS:
+    if not _NUMBER.fullmatch(compact) or len(compact.lstrip("+")) < _MIN_DIGITS:
         return text
     if compact.startswith("00"):
         compact = "+" + compact[2:]
@@ -40,5 +41,11 @@ def normalise(raw: str, country: str = "RU") -> str:
 def looks_outside(number: str, extension_pattern: str) -> bool:
     """A dialled string that can only mean a public number (not an extension or feature code)."""
     compact = _SEPARATORS.sub("", number)
-    return (bool(re.fullmatch(rf"\+?\d{{{_MIN_DIGITS},}}", compact))
-            and not re.match(extension_pattern, compact))
+    return (bool(_NUMBER.fullmatch(compact)) and len(compact.lstrip("+")) >= _MIN_DIGITS
+            and not re.match(extension_pattern, compact, re.ASCII))
+
+
+def is_digits(text: str) -> bool:
+    """Only ASCII digits, at least one: what a PBX's number is. `str.isdigit()` also takes
+    superscripts and other scripts' digits ('²', '١٠١'), which no dialplan dials."""
+    return text.isascii() and text.isdigit()

@@ -301,6 +301,81 @@ def test_outbound_refused_by_the_dialplan_is_not_allowed():
     assert call.phone == "+493012345678"
 
 
+@pytest.mark.parametrize("trunk, dialled", [
+    # FreePBX 13 IAX2 trunk with the account in its dial string (chan_iax2 parse_dial_string)
+    ("IAX2/voipms-1234", "IAX2/acct:s3cr3t@voipms/2125550188,300,T"),
+    # FreePBX DAHDI trunk group g0; the PRI channel is named after span and number (chan_dahdi)
+    ("DAHDI/i1/2125550188-5", "DAHDI/g0/2125550188,300,T"),
+    ("PJSIP/voipms-00000002", "PJSIP/voipms/sip:2125550188@sip.example.com,300"),
+    ("SIP/voipms-00000002", "SIP/voipms/2125550188,300,T"),
+], ids=["iax2", "dahdi", "pjsip-uri", "sip"])
+def test_outbound_through_any_trunk_technology(trunk, dialled):
+    """A FreePBX 13 macro-dialout-trunk row (one cdr row; dcontext stays from-internal in the
+    Macro); the route stripped the 9: the trunk dialled 2125550188."""
+    rows = cdr(f"""
+    | time     | channel     | dstchannel | disposition | duration | billsec | src | dst         | dcontext      | outbound_cnum | lastapp | lastdata  |
+    | 10:00:00 | SIP/101-1   | {trunk}    | ANSWERED    | 40       | 30      | 101 | 92125550188 | from-internal | 5551000       | Dial    | {dialled} |
+    """)
+    call = run(rows, pbx=PbxConfig(default_country="US"))
+    assert summary(call) == ("outbound", "Success", "101", 30)
+    assert (call.phone, call.phone_raw) == ("+12125550188", "2125550188")
+    assert "s3cr3t" not in repr(call)
+
+
+# --- IVR (FreePBX ivr module: the caller answers in ivr-<id>, BackGround/WaitExten; an option is
+# a Goto to its destination, here ext-queues,<queue>,1: Queue() with no agent logged in and
+# joinempty=yes, the caller waits on hold music and hangs up; corpus s06 Queue row shape)
+
+def _ivr_then_queue(trunk: str) -> tuple:
+    events = cel(f"""
+    | type       | time     | chan     | uid   | context    | exten   | cid        | app        | data              | status |
+    | CHAN_START | 10:00:00 | {trunk}  | 100.1 | from-pstn  | 5551000 | 2125550188 |            |                   |        |
+    | ANSWER     | 10:00:00 | {trunk}  | 100.1 | ivr-3      | s       | 2125550188 | Answer     |                   |        |
+    | APP_START  | 10:00:08 | {trunk}  | 100.1 | ext-queues | 400     | 2125550188 | Queue      | 400,t,,,,,,,,     |        |
+    | APP_END    | 10:00:50 | {trunk}  | 100.1 | ext-queues | 400     | 2125550188 | Queue      | 400,t,,,,,,,,     |        |
+    | HANGUP     | 10:00:50 | {trunk}  | 100.1 | ext-queues | 400     | 2125550188 |            |                   | CANCEL |
+    """, linkedid="100.1")
+    rows = cdr(f"""
+    | time     | channel | dstchannel | disposition | duration | billsec | src        | dst | dcontext   | did     | lastapp | lastdata      | uniqueid | linkedid |
+    | 10:00:00 | {trunk} |            | ANSWERED    | 50       | 50      | 2125550188 | 400 | ext-queues | 5551000 | Queue   | 400,t,,,,,,,, | 100.1    | 100.1    |
+    """)
+    return events, rows
+
+
+@pytest.mark.parametrize("trunk", ["SIP/voipms-00000001", "PJSIP/voipms-00000001"],
+                         ids=["A13", "A20"])
+@pytest.mark.parametrize("mode", ["cel", "cdr"])
+@pytest.mark.parametrize("ivr_hangup_missed", [True, False])
+def test_a_caller_sent_on_by_the_ivr_did_not_hang_up_in_it(trunk, mode, ivr_hangup_missed):
+    events, rows = _ivr_then_queue(trunk)
+    if mode == "cdr":  # with CDR only, the IVR shows in a row of its own before the Goto
+        rows = cdr(f"""
+        | time     | channel | dstchannel | disposition | duration | billsec | src        | dst | dcontext   | did     | lastapp   | lastdata      | uniqueid | linkedid |
+        | 10:00:00 | {trunk} |            | ANSWERED    | 8        | 8       | 2125550188 | s   | ivr-3      | 5551000 | WaitExten | 10,           | 100.1    | 100.1    |
+        | 10:00:08 | {trunk} |            | ANSWERED    | 42       | 42      | 2125550188 | 400 | ext-queues | 5551000 | Queue     | 400,t,,,,,,,, | 100.1    | 100.1    |
+        """)
+        events = ()
+    pbx = PbxConfig(default_country="US", ivr_hangup_missed=ivr_hangup_missed)
+    call = run(rows, events, pbx=pbx)
+    assert summary(call) == ("inbound", "Missed", "", 0)
+    assert call.reasons[1].startswith("missed: caller left queue 400"), call.reasons
+    assert call.path[:2] == ("IVR ivr-3", "queue 400")
+
+
+@pytest.mark.parametrize("ivr_hangup_missed, status", [(True, "Missed"), (False, "Success")])
+def test_a_caller_who_hangs_up_in_the_ivr_did(ivr_hangup_missed, status):
+    """The same IVR, no option chosen: the caller's last place is ivr-3 (its `h` runs there)."""
+    events = cel("""
+    | type       | time     | chan                  | uid   | context   | exten   | cid        | app       | status |
+    | CHAN_START | 10:00:00 | PJSIP/voipms-00000001 | 100.1 | from-pstn | 5551000 | 2125550188 |           |        |
+    | ANSWER     | 10:00:00 | PJSIP/voipms-00000001 | 100.1 | ivr-3     | s       | 2125550188 | Answer    |        |
+    | HANGUP     | 10:00:12 | PJSIP/voipms-00000001 | 100.1 | ivr-3     | h       | 2125550188 |           |        |
+    """, linkedid="100.1")
+    call = run(cel_rows=events, pbx=PbxConfig(ivr_hangup_missed=ivr_hangup_missed))
+    assert summary(call) == ("inbound", status, "", 0)
+    assert "IVR ivr-3" in call.reasons[1]
+
+
 def test_crm_direction_from_the_dialplan_wins():
     events = cel("""
     | type         | time     | chan        | uid   | context       | exten | cid | userdeftype   | extra    |

@@ -7,14 +7,19 @@ context names) and the published rows of ../shared/corpus-public (oscar6262: Fre
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
+
 import pytest
 from sqlalchemy import create_engine
 
 from cdrsync.config import PbxConfig
 from cdrsync.interpret.channels import PHONE, TRUNK, classify
+from cdrsync.model import CdrRow, CelEvent
 from cdrsync.pbx import PbxModel, learn
 from cdrsync.pbx import store as pbx_store
-from cdrsync.pbx.names import DialTarget, dial_targets, local_of
+from cdrsync.pbx.freepbx import mailbox, voicemail_destination
+from cdrsync.pbx.names import DialTarget, device_of, dial_targets, local_of, reaches
 from cdrsync.pbx.report import line, lines, summary
 from cdrsync.state.db import metadata
 from tests.corpus import CORPUS, CORPUS_B, PUBLIC, calls_of, corpus_rows, load_csv, load_sql
@@ -167,9 +172,130 @@ def test_summary_is_thin_for_a_few_calls():
     ("SIP/4660|20|tr", (DialTarget("SIP/4660", ""),)),  # Asterisk 1.8 separators
     ("PJSIP/101&PJSIP/102", (DialTarget("PJSIP/101", ""), DialTarget("PJSIP/102", ""))),
     ("Local/3125550188@from-internal/n,18", ()),
+    # chan_iax2.c parse_dial_string: [user[:secret]@]peer[:port][/exten[@context]][/options];
+    # the secret is dropped with the user (FreePBX 13 IAX2 trunk: IAX2/<trunk>/<number>)
+    ("IAX2/acct:s3cr3t@voipms:4569/2125550188@default,300,T",
+     (DialTarget("IAX2/voipms", "2125550188"),)),
+    ("IAX2/voipms/2125550188,300", (DialTarget("IAX2/voipms", "2125550188"),)),
+    ("IAX2/101,20", (DialTarget("IAX2/101", ""),)),  # an IAX2 phone
+    ("SIP/2125550188@voipms,300", (DialTarget("SIP/voipms", "2125550188"),)),  # chan_sip exten@peer
+    # FreePBX DAHDI trunks: DAHDI/g0/<number> (group), an extension on an FXS port: DAHDI/1
+    ("DAHDI/g0/2125550188,300,T", (DialTarget("DAHDI/g0", "2125550188"),)),
+    ("DAHDI/r1/2125550188", (DialTarget("DAHDI/r1", "2125550188"),)),
+    ("DAHDI/1,20", (DialTarget("DAHDI/1", ""),)),
 ])
 def test_dial_strings(data, targets):
     assert dial_targets(data) == targets
+
+
+@pytest.mark.parametrize("name, device", [
+    # chan_dahdi.c dahdi_new: "i%d/%s-%x" for a PRI call (span, number), "%d-%d" analog
+    ("DAHDI/i1/2125550188-5", "DAHDI/i1"),
+    ("DAHDI/i2/2125550188:1-1a", "DAHDI/i2"),
+    ("DAHDI/3-1", "DAHDI/3"),
+    ("IAX2/voipms-1234", "IAX2/voipms"),  # chan_iax2.c: "IAX2/%s-%d" (peer, call number)
+    ("PJSIP/6871322562-0000001f", "PJSIP/6871322562"),
+])
+def test_devices_of_channel_names(name, device):
+    assert device_of(name).key == device
+
+
+@pytest.mark.parametrize("data, device, reached", [
+    ("DAHDI/g0/2125550188", "DAHDI/i1", True),  # a group dial answers on a span's channel
+    ("DAHDI/g0/2125550188", "DAHDI/3", True),
+    ("DAHDI/g0/2125550188", "PJSIP/voipms", False),
+    ("DAHDI/1", "DAHDI/2", False),  # one FXS port is not another
+    ("PJSIP/101", "PJSIP/102", False),
+])
+def test_what_a_dial_can_reach(data, device, reached):
+    assert reaches(dial_targets(data)[0], device) is reached
+
+
+def _dial_row(channel, dstchannel, lastdata, dcontext="from-internal", dst="2125550188",
+              **kw) -> CdrRow:
+    """A FreePBX 13 macro-dialout-trunk row (cdr dcontext stays from-internal in a Macro)."""
+    return CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel=channel, dstchannel=dstchannel,
+                  lastapp="Dial", lastdata=lastdata, dcontext=dcontext, dst=dst,
+                  disposition="ANSWERED", duration=40, billsec=30, uniqueid="1777885200.1",
+                  linkedid="1777885200.1", outbound_cnum="5551000", **kw)
+
+
+@pytest.mark.parametrize("row, trunk", [
+    (_dial_row("SIP/101-00000001", "IAX2/voipms-1234",
+               "IAX2/acct:s3cr3t@voipms/2125550188,300,T"), "IAX2/voipms"),
+    (_dial_row("SIP/101-00000001", "DAHDI/i1/2125550188-5", "DAHDI/g0/2125550188,300,T"),
+     "DAHDI/i1"),
+    (_dial_row("PJSIP/101-00000001", "PJSIP/voipms-00000002",
+               "PJSIP/voipms/sip:2125550188@sip.example.com,300"), "PJSIP/voipms"),
+], ids=["iax2", "dahdi-group", "pjsip-uri"])
+def test_trunks_dialled_by_a_route_are_learned_and_no_secret_is_kept(row, trunk):
+    model = learn([row], [])
+    assert model.device(trunk) == ("trunk", "")
+    assert model.device(device_of(row.channel).key) == ("phone", "101")
+    assert "s3cr3t" not in repr(model.observations) and "s3cr3t" not in "\n".join(lines(model))
+
+
+@pytest.mark.parametrize("context", ["from-digital", "from-analog"])
+def test_dahdi_lines_entering_on_freepbxs_dahdi_contexts_are_trunks(context):
+    """FreePBX etc/extensions.conf: [from-digital] (PRI) includes from-pstn, [from-analog]
+    (FXO) from-dahdi; chan_dahdi.conf sets the line's context, so CHAN_START is there."""
+    start = CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4, 9, 0),
+                     uniqueid="1777885200.1", linkedid="1777885200.1",
+                     channame="DAHDI/i1/2125550188-5", context=context, exten="5551000",
+                     cid_num="2125550188")
+    assert learn([], [start]).device("DAHDI/i1") == ("trunk", "")
+
+
+@pytest.mark.parametrize("appdata, box", [
+    ("101@default,u", "101"),  # FreePBX macro-vm: ${MEXTEN}@${VMCONTEXT},<options>
+    ("101@default,b", "101"),
+    ("101@default,su", "101"),
+    ("101@default|u", "101"),  # Asterisk 1.8 separators
+    ("101@default&102@default,u", "101"),
+    ("u100@default", "100"),  # Asterisk 1.2's option letters in front of the box
+    ("bs100", "100"),
+    ("sue@default,u", "sue"),  # a named box keeps its leading s and u
+    ("usher", "usher"),
+    ("", ""),
+])
+def test_voicemail_boxes(appdata, box):
+    assert mailbox(appdata) == box
+
+
+@pytest.mark.parametrize("dst, box", [
+    ("vmu101", "101"), ("vmb101", "101"), ("vms6871322562", "6871322562"), ("vmi101", "101"),
+    ("vmx101", None), ("vm101", None), ("101", None), ("vmu١٠١", None),
+])
+def test_ext_local_voicemail_destinations(dst, box):
+    """FreePBX core functions.inc.php: ext-local vmb/vmu/vms/vmi + the extension."""
+    assert voicemail_destination(dst) == box
+
+
+def test_the_voicemail_box_learned_is_the_box_written():
+    rows = [CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel="PJSIP/carrier-1",
+                   lastapp="VoiceMail", lastdata=data, dcontext="ext-local", dst="vmu" + box,
+                   uniqueid=f"1777885200.{i}", linkedid=f"1777885200.{i}")
+            for i, (data, box) in enumerate([("sue@default,u", "sue"), ("u100@default", "100"),
+                                             ("6871322562@default,b", "6871322562")])]
+    assert sorted(k.name for k in learn(rows, []).of_kind("voicemail")) == \
+        ["100", "6871322562", "sue"]
+
+
+@pytest.mark.parametrize("name", ["PJSIP/١٠١-00000001", "PJSIP/²⁰¹-00000001", "SIP/１０１-1"])
+def test_digits_of_other_scripts_are_not_an_extensions_shape(name):
+    """No dialplan dials '١٠١' (Arabic-Indic), '²⁰¹' or fullwidth digits: a device so named is
+    not guessed to be a phone, nor is an extension_pattern of \\d read to match it."""
+    assert classify(name, PbxConfig(), PbxModel()).kind == TRUNK
+    assert classify(name, PbxConfig(extension_pattern=r"^\d+$"), PbxModel()).kind == TRUNK
+
+
+def test_a_superscript_number_in_the_rows_is_no_group_and_does_not_break_learning():
+    row = CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel="PJSIP/carrier-1",
+                 dcontext="ext-group", dst="6²", lastapp="Dial", lastdata="PJSIP/101",
+                 dstchannel="PJSIP/101-2", uniqueid="1777885200.1", linkedid="1777885200.1")
+    model = learn([row, replace(row, dst="600", uniqueid="1777885200.2",
+                                linkedid="1777885200.2")], [])
+    assert [k.name for k in model.of_kind("ring group")] == ["600", "6²"]  # ordered, no crash
 
 
 def test_local_leg_prefixes():
@@ -204,3 +330,135 @@ def test_the_keeper_samples_once_learns_each_pass_and_remembers(tmp_path):
     assert current(state_url, source, PbxConfig()) == (grown, "stored in the state store")
     store.dispose()
     source.close()
+
+
+def _keepers(tmp_path, n=2, url=""):
+    """`n` Keepers of one state store (as `run` and `backfill` are), on the demo database."""
+    from cdrsync.demo import DATA as demo
+    from cdrsync.pbx.keeper import Keeper
+    from cdrsync.source.reader import Source
+    from cdrsync.state.db import open_store
+
+    source = Source(f"sqlite:///{demo}")
+    store = open_store(url or f"sqlite:///{tmp_path}/state.db")
+    return store, source, [Keeper(store, source, PbxConfig()) for _ in range(n)]
+
+
+def _statements(engine) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: seen.append(statement.split()[0]))
+    return seen
+
+
+def test_two_processes_saving_add_to_each_others_evidence(tmp_path, store_url):
+    """`run` learns round B's first calls, `backfill` its last ones, both from the same stored
+    model; each saves: the store holds the first model plus both (neither overwrote). On
+    SQLite, PostgreSQL and MariaDB stores."""
+    store, source, (run, backfill) = _keepers(tmp_path, url=store_url)
+    assert run.model.calls == 29  # nothing stored: a sample of the newest rows (round A)
+    run.save(1.0)
+    with store.connect() as conn:
+        first = pbx_store.load(conn)[0]
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    assert backfill.model == first  # loaded: the stored model
+    run.learn_calls(calls[:20])
+    backfill.learn_calls(calls[20:])
+    run.save(2.0)
+    backfill.save(3.0)
+    with store.connect() as conn:
+        stored = pbx_store.load(conn)[0]
+    assert stored == learn(cdr, cel, base=first)
+    assert stored.calls == first.calls + 36
+    store.dispose()
+    source.close()
+
+
+def test_a_call_counts_once_and_an_unchanged_model_is_not_stored(tmp_path):
+    store, source, (keeper,) = _keepers(tmp_path, 1)
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    once = keeper.learn_calls(calls[:5])
+    assert keeper.learn_calls(calls[:5]) == once  # re-read by a later pass: no new evidence
+    assert keeper.learn_calls(calls[3:6]).calls == once.calls + 1  # only call 6 is new
+    keeper.save(1.0)
+    statements = _statements(store)
+    keeper.learn_calls(calls[:6])  # all learned already
+    keeper.save(2.0)
+    assert statements == []  # not a read, not an UPDATE
+    keeper.learn_calls(calls[6:7])
+    keeper.save(3.0)
+    assert [s for s in statements if s in ("UPDATE", "DELETE", "INSERT")] == \
+        ["UPDATE", "DELETE", "INSERT"]  # the lock's touch, then the row replaced
+    store.dispose()
+    source.close()
+
+
+def _damaged(row: CdrRow) -> CdrRow:
+    """A row whose lastapp is no text (what a broken decoder or a future column type could
+    hand over): learning it raises AttributeError."""
+    return replace(row, lastapp=None)
+
+
+def test_a_row_learning_cannot_read_costs_that_row_only(caplog):
+    cdr, cel = _rows(CORPUS_B)
+    bad = _damaged(cdr[0])
+    model = learn([bad, *cdr[1:]], cel)
+    assert model.device("PJSIP/201") == ("phone", "201") and model.rows == len(cdr) + len(cel)
+    assert "cdr row" in caplog.text and "AttributeError" in caplog.text
+
+
+def test_a_call_that_breaks_the_model_is_left_out_and_the_pass_learns_the_rest(
+        tmp_path, monkeypatch, caplog):
+    """Derivation failing on one call's evidence (simulated: the model refuses one device)
+    costs that call: the others are learned, learn_calls does not raise."""
+    from cdrsync.pbx import model as pbx_model
+
+    store, source, (keeper,) = _keepers(tmp_path, 1)
+    cdr, cel = _rows(CORPUS_B)
+    calls = calls_of(cdr, cel)
+    poisoned = [c for c in calls if "PJSIP/204-" in repr((c.cdr, c.cel))]
+    real = pbx_model._device_kind
+
+    def refuse(device, clues):
+        if device == "PJSIP/204":
+            raise ValueError("a device the model cannot take")
+        return real(device, clues)
+
+    before_model = keeper.model
+    monkeypatch.setattr(pbx_model, "_device_kind", refuse)
+    grown = keeper.learn_calls(calls)
+    monkeypatch.undo()
+    assert "left out (ValueError)" in caplog.text
+    assert len(poisoned) == caplog.text.count("left out (ValueError)") == 8
+    kept = [c for c in calls if c not in poisoned]
+    assert grown == keeper.model == learn([r for c in kept for r in c.cdr],
+                                          [e for c in kept for e in c.cel], base=before_model)
+    assert grown.device("PJSIP/201") == ("phone", "201") and grown.device("PJSIP/204") is None
+    store.dispose()
+    source.close()
+
+
+def test_answers_belong_to_their_model_and_die_with_it():
+    """Two models in one process (tests, `cdrsync pbx --fresh` beside the stored one, a retry):
+    each answers from itself; a model no longer used is not kept alive by a cache."""
+    import gc
+    import weakref
+
+    phone = learn([], [CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4),
+                                uniqueid="1.1", linkedid="1.1", channame="PJSIP/client7-01",
+                                context="from-internal", cid_num="6789")])
+    trunk = learn([], [CelEvent(id=1, eventtype="CHAN_START", eventtime=datetime(2026, 5, 4),
+                                uniqueid="1.1", linkedid="1.1", channame="PJSIP/client7-01",
+                                context="from-pstn", cid_num="2125550188")])
+    name = "PJSIP/client7-00000002"
+    assert classify(name, PbxConfig(), phone).ext == "6789"
+    assert classify(name, PbxConfig(), trunk).kind == TRUNK
+    assert classify(name, PbxConfig(), phone).ext == "6789"
+    gone = weakref.ref(trunk)
+    del trunk
+    gc.collect()
+    assert gone() is None

@@ -41,7 +41,7 @@ from cdrsync.timeconv import seconds
 
 __all__ = ["interpret"]
 
-_NUMBER = re.compile(r"\+?[\d\s\-().]*\d[\d\s\-().]*")
+_NUMBER = re.compile(r"\+?[0-9\s\-().]*[0-9][0-9\s\-().]*")
 
 
 def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) -> Facts:
@@ -54,9 +54,11 @@ def read_facts(rows: CallRows, pbx: PbxConfig, zone: ZoneInfo, model: PbxModel) 
     facts = read_cel(sorted(rows.cel, key=attrgetter("id")), pbx, zone, model)
     if rows.cdr:
         extra = read_cdr_labels(rows.cdr, pbx, model)
-        for name in ("ring_group", "queue", "ivr", "voicemail", "direction_hint", "routed_to",
+        for name in ("ring_group", "queue", "voicemail", "direction_hint", "routed_to",
                      "route_ran"):
             setattr(facts, name, getattr(facts, name) or getattr(extra, name))
+        if not facts.ivr:  # an IVR and whether the caller left it are one fact
+            facts.ivr, facts.after_ivr = extra.ivr, extra.after_ivr
     return facts
 
 
@@ -183,7 +185,7 @@ def _phone(raw: str, direction: Direction, pbx: PbxConfig) -> str:
         return ""
     number = normalise(raw, pbx.default_country)
     # not a public number phonenumbers knows (a short code, a dotted string): its digits alone
-    return number if number.startswith("+") else re.sub(r"\D", "", number)
+    return number if number.startswith("+") else re.sub(r"[^0-9]", "", number)
 
 
 def _outside_party(facts: Facts, direction: Direction) -> str:

@@ -22,6 +22,15 @@ from cdrsync.grouping import linkedid_key
 from cdrsync.interpret.channels import LOCAL, PHONE, TRUNK, ChanInfo, as_caller, classify
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CelEvent
+from cdrsync.numbers import is_digits
+from cdrsync.pbx.freepbx import (
+    IVR_PREFIX,
+    NOT_A_NUMBER,
+    RING_GROUP_CONTEXT,
+    ROUTE_CONTEXTS,
+    leaves_ivr,
+    mailbox,
+)
 from cdrsync.pbx.model import PbxModel
 from cdrsync.pbx.names import dial_targets
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
@@ -139,7 +148,7 @@ class _Timeline:
             chan.end_id = event.id
             extra = self._extra(event)
             cause = str(extra.get("hangupcause", ""))
-            chan.hangupcause = int(cause) if cause.isdigit() else chan.hangupcause
+            chan.hangupcause = int(cause) if is_digits(cause) else chan.hangupcause
             chan.dialstatus = str(extra.get("dialstatus") or chan.dialstatus)
 
     def pair(self, uid: str) -> Optional[str]:
@@ -232,18 +241,13 @@ def read_cel(events: Sequence[CelEvent], pbx: PbxConfig, zone: ZoneInfo,
     return facts
 
 
-# contexts only an outbound route runs (FreePBX 13 Macro(), 17 Gosub), the failure path included
-_ROUTE_CONTEXTS = ("outrt-", "macro-dialout", "sub-dialout", "dialout-", "macro-outisbusy",
-                   "sub-outisbusy")
-
-
 def _read_route(event: CelEvent, facts: Facts, dialled_out: list[str]) -> None:
     """The caller's own events: what it dialled (past FreePBX's `s`), whether an outbound
     route ran (`outrt-*`, `macro-dialout-trunk`), and the numbers its Dial sent to a trunk."""
     if facts.dialled in ("", "s") and event.exten not in ("", "s", "h") and \
             not event.context.startswith(("macro-", "sub-")):
         facts.dialled = event.exten
-    if event.context.startswith(_ROUTE_CONTEXTS):
+    if event.context.startswith(ROUTE_CONTEXTS):
         facts.route_ran = facts.route_ran or f"the caller entered {event.context}"
     elif (event.eventtype == "APP_START" and event.appname.lower() == "mixmonitor"
           and event.appdata.split(",", 1)[0].rsplit("/", 1)[-1].startswith("out-")):
@@ -287,7 +291,7 @@ def _park_label(line: _Timeline, event: CelEvent, facts: Facts) -> None:
     extension is that park."""
     lot = str(extra_of(event).get("parking_lot") or "default")
     space = next((c.exten for c in line.chans.values() if c.first_id > event.id
-                  and c.info.kind == PHONE and c.exten.isdigit()), "")  # rung phones start on s
+                  and c.info.kind == PHONE and is_digits(c.exten)), "")  # rung phones start on s
     label = f"park {space or lot}"
     if "blind transfer" in facts.transfers:
         facts.transfers[facts.transfers.index("blind transfer")] = label
@@ -360,9 +364,12 @@ def _read_legs(line: _Timeline, root_uid: str, facts: Facts) -> None:
 
 def _read_event(event: CelEvent, root_uid: str, facts: Facts) -> None:
     kind = event.eventtype
-    if event.uniqueid == root_uid and event.context.startswith("ivr-"):
-        facts.ivr = event.context
-    if event.context == "ext-group" and event.exten not in ("s", "h", ""):
+    if event.uniqueid == root_uid and event.context.startswith(IVR_PREFIX):
+        facts.ivr, facts.after_ivr = event.context, ""
+    elif event.uniqueid == root_uid and facts.ivr and not facts.after_ivr and leaves_ivr(
+            event.context, event.exten):
+        facts.after_ivr = event.context
+    if event.context == RING_GROUP_CONTEXT and event.exten not in NOT_A_NUMBER:
         facts.ring_group = facts.ring_group or event.exten
     if kind == "APP_START":
         _read_app(event, facts)
@@ -378,7 +385,7 @@ def _read_app(event: CelEvent, facts: Facts) -> None:
     """An APP_START of the voicemail, queue or recording the caller went through."""
     app, first_arg = event.appname.lower(), event.appdata.split(",", 1)[0].strip()
     if app == "voicemail":
-        facts.voicemail = first_arg.split("@", 1)[0]
+        facts.voicemail = mailbox(event.appdata)
     elif app == "queue":
         facts.queue = facts.queue or first_arg
     elif app == "mixmonitor" and first_arg:

@@ -6,7 +6,8 @@ so it is the phone of 6789; `PJSIP/voipms` brought calls in on from-trunk, so it
 rule wins:
 
 1. `[pbx] trunk_channels`: exactly the matching devices are trunks, every other one a phone;
-2. `[pbx] extension_pattern`: a device whose name matches is the phone of that number;
+2. `[pbx] extension_pattern`: a device whose name matches is the phone of that number (a
+   number the model knows as a ring group's, a queue's, a room's or a lot's stays that);
 3. what the model learned;
 4. a device the rows say nothing about: a 2-6 digit name is a phone, any other a trunk (a guess,
    and the reason line says so).
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Optional
 
 from cdrsync.config import PbxConfig
@@ -31,8 +31,9 @@ from cdrsync.pbx.names import device_of, local_of
 
 PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
-_GUESS = re.compile(r"^\d{2,6}$")  # the shape of an extension, when nothing else is known
+_GUESS = re.compile(r"^[0-9]{2,6}$")  # the shape of an extension, when nothing else is known
 _NEVER = r"(?!)"
+_NOTHING = PbxModel()  # the model when nothing was learned
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,15 @@ class ChanInfo:
     rule: str = ""  # why it is what it is (for `cdrsync show`)
     group: str = ""  # the ring group / queue / room number a Local leg stands for
 
-    @property
-    def is_local(self) -> bool:
-        return self.kind == LOCAL
 
-
-@lru_cache(maxsize=8192)
 def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> ChanInfo:
-    """What the channel called `name` is, under the [pbx] settings and the learned model."""
+    """What the channel called `name` is, under the [pbx] settings and the learned model
+    (None: nothing learned). Remembered by the model itself, never across models."""
+    model = model or _NOTHING
+    return model.answer(_classify, name, pbx)
+
+
+def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:
     local = local_of(name)
     if local is not None:
         kind = number_kind(local.target, pbx, model) if local.target else ""
@@ -69,17 +71,22 @@ def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> Cha
     return ChanInfo(name, kind, ext=ext, device=device.key, rule=rule)
 
 
-@lru_cache(maxsize=4096)
 def device_kind(device: str, peer: str, pbx: PbxConfig, model: Optional[PbxModel]
                 ) -> tuple[str, str, str]:
     """(PHONE or TRUNK, extension, the rule that decided) for a device."""
-    known = model.device(device) if model is not None else None
+    model = model or _NOTHING
+    return model.answer(_device_kind, device, peer, pbx)
+
+
+def _device_kind(device: str, peer: str, pbx: PbxConfig, model: PbxModel
+                 ) -> tuple[str, str, str]:
+    known = model.device(device)
     if pbx.trunk_channels:
         if any(re.search(p, device + "-") for p in pbx.trunk_channels):
             return TRUNK, "", f"{device} is a trunk: [pbx] trunk_channels"
         ext = known[1] if known and known[0] == MODEL_PHONE else peer
         return PHONE, ext, f"{device} is phone {ext}: not in [pbx] trunk_channels"
-    if pbx.extension_pattern and re.match(pbx.extension_pattern, peer):
+    if pbx.extension_pattern and re.match(pbx.extension_pattern, peer, re.ASCII):
         return PHONE, peer, f"{device} is phone {peer}: [pbx] extension_pattern"
     if known is not None:
         kind, ext = known
@@ -93,18 +100,26 @@ def _learned(device: str, kind: str, ext: str, model: Optional[PbxModel]) -> str
     what = f"phone {ext}" if kind == MODEL_PHONE else "a trunk"
     entry = next((k for k in model.known if device in k.devices), None) if model else None
     why = "; ".join(f"{n} {text}" for text, n in entry.evidence[:2]) if entry else ""
-    return f"{device} is {what}: learned ({why})"
+    named = model is not None and device in model.named_after_device
+    return f"{device} is {what}: learned ({why})" + (
+        "; its extension guessed from its name (no number reached it)" if named else "")
 
 
-@lru_cache(maxsize=8192)
 def number_kind(number: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> str:
     """What a dialled number is: PHONE (an extension), GROUP (ring group, queue, room, lot),
-    OUTSIDE (a public number) or "" (a feature code, `s`, anything else)."""
-    if pbx.extension_pattern and re.match(pbx.extension_pattern, number):
+    OUTSIDE (a public number) or "" (a feature code, `s`, anything else). A learned group's
+    number stays a group under `[pbx] extension_pattern`: the pattern names devices (phones),
+    and FreePBX numbers its groups like its extensions (600 beside 101)."""
+    model = model or _NOTHING
+    return model.answer(_number_kind, number, pbx)
+
+
+def _number_kind(number: str, pbx: PbxConfig, model: PbxModel) -> str:
+    known = model.kind_of_number(number)
+    if known and known != MODEL_PHONE:
+        return GROUP
+    if known or (pbx.extension_pattern and re.match(pbx.extension_pattern, number, re.ASCII)):
         return PHONE
-    known = model.kind_of_number(number) if model is not None else ""
-    if known:
-        return PHONE if known == MODEL_PHONE else GROUP
     if looks_outside(number, pbx.extension_pattern or _NEVER):
         return OUTSIDE
     return PHONE if _GUESS.match(number) else ""

@@ -46,6 +46,7 @@ class Facts:
     dialstatus: str = ""  # the caller's last Dial/Queue result (HANGUP dialstatus / disposition)
     trunk_disposition: str = ""  # CDR disposition of the caller's row towards a trunk
     ivr: str = ""  # last IVR context the caller was in
+    after_ivr: str = ""  # where the caller went from that IVR ("": it stayed there to the end)
     voicemail: str = ""  # mailbox the caller reached, if any
     queue: str = ""
     ring_group: str = ""

@@ -29,8 +29,19 @@ from cdrsync.interpret.channels import (
 )
 from cdrsync.interpret.facts import Facts, Talk
 from cdrsync.model import CdrRow
+from cdrsync.pbx.freepbx import (
+    EXTENSION_CONTEXTS,
+    IVR_PREFIX,
+    NOT_A_NUMBER,
+    PARK_APPS,
+    QUEUE_CONTEXT,
+    RING_GROUP_CONTEXT,
+    ROOM_APPS,
+    leaves_ivr,
+    mailbox,
+)
 from cdrsync.pbx.model import PbxModel
-from cdrsync.pbx.names import dial_targets
+from cdrsync.pbx.names import dial_targets, reaches
 from cdrsync.timeconv import seconds, to_utc, uniqueid_epoch
 
 
@@ -157,12 +168,12 @@ def _answered(row: CdrRow, zone: ZoneInfo) -> tuple[Optional[datetime], Optional
 def _picked_up(row: CdrRow, dst: ChanInfo) -> bool:
     """The device in `dstchannel` is not one the Dial dialled: it picked the call up (directed
     or group pickup), it never rang (round B b19: Dial(PJSIP/201), dstchannel PJSIP/203)."""
-    if row.lastapp.lower() in _PARK_APPS:
+    if row.lastapp.lower() in PARK_APPS:
         return True  # the phone dialled the parking space and took the call from the lot
     if row.lastapp.lower() != "dial" or not dst.device:
         return False
     targets = dial_targets(row.lastdata)
-    return bool(targets) and all(t.device != dst.device for t in targets)
+    return bool(targets) and not any(reaches(t, dst.device) for t in targets)
 
 
 def read_cdr_labels(rows: Sequence[CdrRow], pbx: PbxConfig,
@@ -214,17 +225,19 @@ def _read_labels(row: CdrRow, side: dict[str, str], facts: Facts) -> None:
     if row.channel not in side:
         return
     app, first_arg = row.lastapp.lower(), row.lastdata.split(",", 1)[0].strip()
-    if row.dcontext.startswith("ivr-"):
-        facts.ivr = row.dcontext
-    if row.dcontext == "ext-group" and row.dst not in ("s", ""):
+    if row.dcontext.startswith(IVR_PREFIX):
+        facts.ivr, facts.after_ivr = row.dcontext, ""
+    elif facts.ivr and not facts.after_ivr and leaves_ivr(row.dcontext, row.dst):
+        facts.after_ivr = row.dcontext
+    if row.dcontext == RING_GROUP_CONTEXT and row.dst not in NOT_A_NUMBER:
         facts.ring_group = facts.ring_group or row.dst
     if app == "queue":
         facts.queue = facts.queue or first_arg
-    elif row.dcontext == "ext-queues" and row.dst not in ("s", ""):
+    elif row.dcontext == QUEUE_CONTEXT and row.dst not in NOT_A_NUMBER:
         facts.queue = facts.queue or row.dst
     if app == "voicemail":
-        facts.voicemail = first_arg.split("@", 1)[0]
-    if row.dcontext in _EXTENSION_CONTEXTS and row.dst not in ("s", ""):
+        facts.voicemail = mailbox(row.lastdata)
+    if row.dcontext in EXTENSION_CONTEXTS and row.dst not in NOT_A_NUMBER:
         facts.routed_to = facts.routed_to or row.dst
     if row.outbound_cnum and not row.did:
         facts.route_ran = facts.route_ran or f"cdr.outbound_cnum = {row.outbound_cnum}"
@@ -242,11 +255,11 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
         return
     via = side[row.channel]
     app = row.lastapp.lower()
-    if app in _PARK_APPS and row.lastdata and not any(t.startswith("park ")
+    if app in PARK_APPS and row.lastdata and not any(t.startswith("park ")
                                                     for t in facts.transfers):
         lot, _, space = row.lastdata.replace(",", ":").partition(":")
         facts.transfers.append(f"park {space or lot}")
-    if dst.kind == TRUNK and app in _ROOM_APPS:
+    if dst.kind == TRUNK and app in ROOM_APPS:
         return  # the pair row of a conference room: someone else's call in the same room
     if dst.kind == TRUNK:
         facts.trunk_seen = True
@@ -254,7 +267,7 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
         # the number the trunk was dialled with (PJSIP/2125550188@voipms): a route's prefix
         # (9 + number) is stripped there, while dst keeps what the phone dialled
         sent = next((t.number for t in dial_targets(row.lastdata)
-                     if t.number and t.device == dst.device), "")
+                     if t.number and reaches(t, dst.device)), "")
         number = "" if via or facts.root.kind == TRUNK else (sent or row.dst)
         if number and number not in facts.trunk_numbers:
             facts.trunk_numbers.append(number)
@@ -280,12 +293,6 @@ def _read_row(row: CdrRow, side: dict[str, str], pbx: PbxConfig, zone: ZoneInfo,
         else:  # the caller forwarded to an outside number (follow-me, ring group member)
             facts.talks.append(Talk(via or row.dst, dst.name, start, end, outside=True))
 
-
-# where FreePBX's `dst` is the extension a call was sent to (inbound route, internal dial,
-# the extension whose follow-me rings: findmefollow's followme-check)
-_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
-_PARK_APPS = ("park", "parkedcall")
-_ROOM_APPS = ("confbridge", "meetme")
 _RANK = {"ANSWERED": 5, "BUSY": 4, "NO ANSWER": 3, "CANCEL": 3, "CONGESTION": 2, "FAILED": 1}
 
 

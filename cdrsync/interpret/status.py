@@ -6,7 +6,9 @@ Unanswered outbound calls take the Dial result (BUSY, NOANSWER/CANCEL, CHANUNAVA
 FAILED); a phone that dialled an outside number that never reached a trunk was refused by the
 dialplan (NotAllowed). An inbound caller who hung up in an IVR before anything rang is Missed,
 or - with `[pbx] ivr_hangup_missed = false` - Success with no extension and no talk time, since
-such offices treat the IVR as the answer.
+such offices treat the IVR as the answer. Only a caller whose last place was the IVR hung up
+there: one that chose an option and was sent on (a queue with no agent, a ring group or an
+extension that could not ring) is told by where it went.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _unanswered(facts: Facts, direction: Direction, pbx: PbxConfig) -> tuple[Sta
         where = f"IVR {facts.ivr} sent it to" if facts.ivr else "went straight to"
         return Status.MISSED, (f"missed: {where} voicemail {facts.voicemail} (no phone rang: "
                                "DND, a forward to voicemail, an unregistered phone)")
-    if direction == Direction.INBOUND and facts.ivr and not facts.rung:
+    if direction == Direction.INBOUND and facts.ivr and not facts.after_ivr and not facts.rung:
         if not pbx.ivr_hangup_missed:
             return Status.SUCCESS, (f"handled: caller left IVR {facts.ivr} {waited}; "
                                     "[pbx] ivr_hangup_missed = false")

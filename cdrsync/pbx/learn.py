@@ -17,12 +17,15 @@ What counts as evidence, and why (FreePBX 13-17 dialplans, Asterisk 13-20):
   `ConfBridge` / `MeetMe`.
 
 Each observation counts once per call (linkedid), so the evidence reads as calls. One pass over
-the rows, a few string tests per row: learning follows every pass at a small cost.
+the rows, a few string tests per row: learning follows every pass at a small cost. A row that
+cannot be read (damaged, of a shape nothing expected) is left out with a warning: it costs
+that row's evidence, never the pass.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -31,6 +34,18 @@ from typing import Optional
 
 from cdrsync.config import PbxConfig
 from cdrsync.model import CdrRow, CelEvent
+from cdrsync.numbers import is_digits
+from cdrsync.pbx.freepbx import (
+    EXTENSION_CONTEXTS,
+    GROUP_CONTEXTS,
+    IVR_PREFIX,
+    NOT_A_NUMBER,
+    PARK_APPS,
+    RING_GROUP_CONTEXT,
+    ROOM_APPS,
+    mailbox,
+    voicemail_destination,
+)
 from cdrsync.pbx.model import (
     CONFERENCE,
     EXTENSION,
@@ -42,17 +57,10 @@ from cdrsync.pbx.model import (
     Observation,
     PbxModel,
 )
-from cdrsync.pbx.names import device_of, dial_targets, local_of
+from cdrsync.pbx.names import device_of, dial_targets, local_of, pooled, reaches
 
 _DEFAULT = PbxConfig()
-_NOT_A_NUMBER = ("", "s", "h", "i", "t")
-# where `dst` is a group's, a queue's or a follow-me's number, not the extension of who rang
-_NOT_AN_EXTENSION = ("ext-group", "ext-queues", "followme-check", "ext-findmefollow")
-# where `dst` is an extension number, with or without a device of its own (a follow-me-only
-# virtual extension): FreePBX's contexts for calls to extensions
-_EXTENSION_CONTEXTS = ("from-did-direct", "ext-local", "followme-check", "ext-findmefollow")
-_ROOMS = {"confbridge": CONFERENCE, "meetme": CONFERENCE}
-_PARK_APPS = ("park", "parkedcall")
+log = logging.getLogger("cdrsync.pbx")
 
 
 def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
@@ -69,22 +77,39 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
 
     for event in cel_events:
         rows += 1
-        _from_event(event, pbx, note)
+        try:
+            _from_event(event, pbx, note)
+        except Exception as exc:  # a damaged event teaches nothing, and costs nothing else
+            _skipped("cel event", event.id, event.linkedid or event.uniqueid, exc)
     first_dials: dict[tuple[str, str], CdrRow] = {}
     for row in cdr_rows:
         rows += 1
-        _from_row(row, pbx, note)
-        if row.lastapp.lower() == "dial":
-            key = (row.linkedid or row.uniqueid, row.channel)
-            if key not in first_dials or row.sequence < first_dials[key].sequence:
-                first_dials[key] = row
+        try:
+            _from_row(row, pbx, note)
+            if row.lastapp.lower() == "dial":
+                key = (row.linkedid or row.uniqueid, row.channel)
+                if key not in first_dials or row.sequence < first_dials[key].sequence:
+                    first_dials[key] = row
+        except Exception as exc:
+            _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
     for row in first_dials.values():
-        _extension_dialled(row, note)
+        try:
+            _extension_dialled(row, note)
+        except Exception as exc:
+            _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
     counts = Counter(observation for _, observation in seen)
     calls = len({call for call, _ in seen})
     if base is None:
         return PbxModel(counts, rows, calls)
     return base.merged(counts, rows, calls)
+
+
+def _skipped(what: str, key: object, call: object, exc: Exception) -> None:
+    """Learning is per row: a row it cannot read is left out with a reason in the log (its type
+    of error only: the message could quote the row), the way a call's interpretation is
+    quarantined alone. What the row noted before it failed stays: each note is a field read."""
+    log.warning("learning the PBX: %s %s of call %s left out (%s)", what, key, call,
+                type(exc).__name__)
 
 
 @lru_cache(maxsize=1024)
@@ -109,12 +134,12 @@ def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
             return
         began = event.uniqueid == event.linkedid
         note(call, ("dev", device.key, ("began-" if began else "rang-") + side, context))
-        if side == "internal" and _is_number(event.cid_num):
+        if side == "internal" and is_digits(event.cid_num):
             note(call, ("dev", device.key, "ext-cid", event.cid_num))
         return
-    if context == "ext-group" and event.exten not in _NOT_A_NUMBER:
+    if context == RING_GROUP_CONTEXT and event.exten not in NOT_A_NUMBER:
         note(call, (RING_GROUP, event.exten, "seen", ""))
-    elif context.startswith("ivr-"):
+    elif context.startswith(IVR_PREFIX):
         note(call, (IVR, context, "seen", ""))
     if kind == "APP_START":
         _from_app(call, event.appname, event.appdata, note)
@@ -132,18 +157,21 @@ def _from_row(row: CdrRow, pbx: PbxConfig, note) -> None:
     if caller is not None:
         if row.did:
             note(call, ("dev", caller.key, "did", ""))
-        elif row.cnum and _is_number(row.cnum) and _context_kind(
+        elif row.cnum and is_digits(row.cnum) and _context_kind(
                 context, pbx.internal_contexts, ()) == "internal" and not row.outbound_cnum:
             note(call, ("dev", caller.key, "ext-cnum", row.cnum))
         if _context_kind(context, (), pbx.inbound_contexts):
             note(call, ("dev", caller.key, "began-inbound", context))
     app = row.lastapp.lower()
-    if context in _EXTENSION_CONTEXTS and row.dst.isdigit():
+    if context in EXTENSION_CONTEXTS and is_digits(row.dst):
         note(call, (EXTENSION, row.dst, "dialled", context))
-    if context == "ext-group" and row.dst not in _NOT_A_NUMBER:
+    box = voicemail_destination(row.dst) if context == "ext-local" else None
+    if box:
+        note(call, (VOICEMAIL, box, "seen", ""))
+    if context == RING_GROUP_CONTEXT and row.dst not in NOT_A_NUMBER:
         note(call, (RING_GROUP, row.dst, "seen", ""))
         _member(call, RING_GROUP, row.dst, row.dstchannel, note)
-    elif context.startswith("ivr-"):
+    elif context.startswith(IVR_PREFIX):
         note(call, (IVR, context, "seen", ""))
     if app == "queue":
         queue = row.lastdata.split(",", 1)[0].split("|", 1)[0].strip()
@@ -163,12 +191,11 @@ def _from_app(call: str, app: str, data: str, note) -> None:
     first = data.split(",", 1)[0].split("|", 1)[0].strip()
     if name == "queue" and first:
         note(call, (QUEUE, first, "seen", ""))
-    elif name == "voicemail" and first:
-        box = first.split("&", 1)[0].split("@", 1)[0]
-        note(call, (VOICEMAIL, box.lstrip("su"), "seen", ""))
-    elif name in _ROOMS and first:
-        note(call, (_ROOMS[name], first, "seen", ""))
-    elif name in _PARK_APPS:
+    elif name == "voicemail" and mailbox(data):
+        note(call, (VOICEMAIL, mailbox(data), "seen", ""))
+    elif name in ROOM_APPS and first:
+        note(call, (CONFERENCE, first, "seen", ""))
+    elif name in PARK_APPS:
         note(call, (PARKING, first or "default", "seen", ""))
 
 
@@ -178,11 +205,11 @@ def _extension_dialled(row: CdrRow, note) -> None:
     the next Dial (PJSIP/104) still shows dst 101."""
     context, caller = row.dcontext, device_of(row.channel)
     answered = device_of(row.dstchannel)
-    if (answered is None or context in _NOT_AN_EXTENSION or context.startswith("ivr-")
-            or row.dst in _NOT_A_NUMBER or row.dst.startswith(("vm", "*"))
+    if (answered is None or context in GROUP_CONTEXTS or context.startswith(IVR_PREFIX)
+            or row.dst in NOT_A_NUMBER or row.dst.startswith(("vm", "*"))
             or (caller is not None and caller.key == answered.key)):
         return
-    if any(t.device == answered.key and not t.number for t in dial_targets(row.lastdata)):
+    if any(reaches(t, answered.key) and not t.number for t in dial_targets(row.lastdata)):
         note(row.linkedid or row.uniqueid, ("dev", answered.key, "ext-dial", row.dst))
 
 
@@ -193,15 +220,18 @@ def _from_dial(call: str, data: str, dstchannel: str, context: str, note) -> boo
     answered = device_of(dstchannel) if dstchannel else None
     through_trunk = False
     for target in dial_targets(data):
-        if answered is not None and answered.key != target.device:
+        if answered is None and pooled(target):
+            continue  # which channel of the group answered is not known here
+        if answered is not None and not reaches(target, answered.key):
             continue
+        device = answered.key if answered is not None else target.device
         if target.number:
             through_trunk = True
             via = "macro-dialout-trunk" if context in ("", "from-internal") else context
             clue = "route" if context.startswith(("outrt", "macro-dialout")) else "dialled-number"
-            note(call, ("dev", target.device, clue, via if clue == "route" else ""))
+            note(call, ("dev", device, clue, via if clue == "route" else ""))
         elif answered is not None:
-            note(call, ("dev", target.device, "dialled-as-ext", ""))
+            note(call, ("dev", device, "dialled-as-ext", ""))
     return through_trunk
 
 
@@ -214,10 +244,6 @@ def _member(call: str, kind: str, group: str, dstchannel: str, note) -> None:
     device = device_of(dstchannel)
     if device is not None:
         note(call, (kind, group, "member", device.key))
-
-
-def _is_number(text: str) -> bool:
-    return text.isdigit()
 
 
 def _extra(text: str) -> dict:

@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
+
+from cdrsync.numbers import is_digits
 
 PHONE, TRUNK = "phone", "trunk"
 RING_GROUP, QUEUE, IVR = "ring group", "queue", "ivr"
 VOICEMAIL, PARKING, CONFERENCE = "voicemail", "parking lot", "conference room"
+MEMO_LIMIT = 16384
+_MISSING = object()
 KINDS = (PHONE, TRUNK, RING_GROUP, QUEUE, IVR, VOICEMAIL, PARKING, CONFERENCE)
 EXTENSION = "extension"  # a number FreePBX routes as an extension (not shown on its own)
 
@@ -70,7 +74,8 @@ class PbxModel:
     """The learned PBX. Build it with `learn` (cdrsync.pbx.learn) or from stored observations."""
 
     __slots__ = ("observations", "rows", "calls", "_hash", "_counts", "devices", "phones", "trunks",
-                 "extensions", "groups", "known", "_frozen")
+                 "extensions", "named_after_device", "groups", "known", "_memo", "_frozen",
+                 "__weakref__")
 
     def __init__(self, observations: Mapping[Observation, int] | Iterable[tuple[Observation, int]]
                  = (), rows: int = 0, calls: int = 0) -> None:
@@ -85,8 +90,14 @@ class PbxModel:
         self.phones: dict[str, tuple[str, ...]] = {}  # extension -> devices
         self.trunks: dict[str, str] = {}  # device -> trunk name
         self.extensions: frozenset[str] = frozenset()
+        # phones whose extension is their own name for want of a clue (no dialled number,
+        # caller id or cnum named it): an honest "guessed" for `cdrsync show`
+        self.named_after_device: frozenset[str] = frozenset()
         self.groups: dict[str, str] = {}  # number -> RING_GROUP | QUEUE | CONFERENCE | PARKING
         self.known: tuple[Known, ...] = ()
+        # answers computed from this model (cdrsync.interpret.channels): kept with the model, so
+        # they die with it and never answer for another model
+        self._memo: dict[tuple, Any] = {}
         self._derive()
         self._frozen = True
 
@@ -113,6 +124,17 @@ class PbxModel:
         counts = Counter(self._counts)
         counts.update(other)
         return PbxModel(counts, self.rows + rows, self.calls + calls)
+
+    def answer(self, compute: Callable[..., Any], *args: Any) -> Any:
+        """`compute(*args, self)`, remembered for this model (at most MEMO_LIMIT answers: a
+        model kept for many passes meets ever new channel names)."""
+        key = (compute, *args)
+        found = self._memo.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = compute(*args, self)
+        return found
 
     # -- questions interpretation asks -------------------------------------------------------
     def device(self, device: str) -> Optional[tuple[str, str]]:
@@ -146,11 +168,14 @@ class PbxModel:
         known: list[Known] = []
         phone_devices: dict[str, list[str]] = {}
         phone_evidence: dict[str, Counter] = {}
+        unclued = set()
         for device, clues in per_device.items():
             kind, ext = _device_kind(device, clues)
             if kind is None:
                 continue
             self.devices[device] = (kind, ext)
+            if kind == PHONE and not any(c in EXT_CLUES for c, _ in clues):
+                unclued.add(device)
             if kind == PHONE:
                 phone_devices.setdefault(ext, []).append(device)
                 phone_evidence.setdefault(ext, Counter()).update(
@@ -167,6 +192,7 @@ class PbxModel:
             known.append(Known(PHONE, ext, tuple(sorted(devices)),
                                evidence=_top(phone_evidence[ext])))
         self.extensions = frozenset(self.phones) | frozenset(numbers)
+        self.named_after_device = frozenset(unclued)
         for (kind, subject), clues in other.items():
             if kind in (RING_GROUP, QUEUE, CONFERENCE, PARKING) and subject not in self.extensions:
                 self.groups.setdefault(subject, kind)
@@ -218,4 +244,4 @@ def _top(evidence: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
 
 
 def _number_key(text: str) -> tuple:
-    return (0, int(text), "") if text.isdigit() else (1, 0, text)
+    return (0, int(text), "") if is_digits(text) else (1, 0, text)

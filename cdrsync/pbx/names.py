@@ -5,7 +5,10 @@
 prefixes (`FMPR-`, `FMGL-`, `LC-`, `RG-600*-`) around the number they stand for. A Dial string says
 whether a device was dialled as an endpoint (`PJSIP/101`, `PJSIP/client2/sip:client2@10.0.0.5`,
 `SIP/101`) or with a number to call through it (`PJSIP/2125550188@voipms`, `SIP/voipms/2125550188`,
-`DAHDI/g0/2125550188`): the second is what trunks are dialled with.
+`IAX2/user:secret@voipms/2125550188`, `DAHDI/g0/2125550188`): the second is what trunks are
+dialled with. A DAHDI device is a channel (`DAHDI/3-1`: analog channel 3) or a span
+(`DAHDI/i1/2125550188-5`: a PRI call on span 1, chan_dahdi.c names it after the number), and a
+Dial of a group or span (`DAHDI/g0/...`) reaches whichever of its channels is free.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import re
 from functools import lru_cache
 from typing import NamedTuple, Optional
 
+_DAHDI = {"DAHDI", "ZAP"}
 DEVICE_TECHS = {"PJSIP", "SIP", "IAX2", "DAHDI", "ZAP", "SKINNY", "SCCP", "MGCP", "H323",
                 "OOH323", "UNISTIM", "MOTIF", "USTM"}
 _DEVICE = re.compile(r"^(?P<tech>[A-Za-z0-9]+)/(?P<peer>.+?)(?:-[0-9a-fA-F]{1,8})?(?:<\w+>)?$")
-_LOCAL = re.compile(r"^Local/(?P<exten>[^@]*)@(?P<context>.+?)(?:-[0-9a-fA-F]{4,8})?;(?P<n>\d)$")
+_LOCAL = re.compile(r"^Local/(?P<exten>[^@]*)@(?P<context>.+?)(?:-[0-9a-fA-F]{4,8})?;(?P<n>[0-9])$")
 _LOCAL_PREFIX = re.compile(r"^(?:FMPR-|FMGL-|LC-|RG-[^*-]*\*?-)")  # RG-600*-101# (13+), RG-600-101#
 
 
@@ -40,6 +44,8 @@ def device_of(name: str) -> Optional[Device]:
     if not found or found.group("tech").upper() not in DEVICE_TECHS:
         return None
     tech, peer = found.group("tech"), found.group("peer")
+    if tech.upper() in _DAHDI:  # DAHDI/i1/<number>: the span, not the number it carries
+        peer = peer.split("/", 1)[0]
     return Device(f"{tech}/{peer}", tech, peer)
 
 
@@ -61,6 +67,23 @@ class DialTarget(NamedTuple):
     number: str  # what was dialled through it ("" = the device itself, as an endpoint)
 
 
+def reaches(target: DialTarget, device: str) -> bool:
+    """Whether dialling `target` can have made a channel of `device`: the device itself, or any
+    channel of DAHDI when a group or span was dialled (`DAHDI/g0/...` answers on `DAHDI/i1`)."""
+    if target.device == device:
+        return True
+    return pooled(target) and device.split("/", 1)[0].upper() == target.device.split("/")[0].upper()
+
+
+def pooled(target: DialTarget) -> bool:
+    """A Dial of a DAHDI group or span (`DAHDI/g0/...`), not of one device."""
+    tech, _, peer = target.device.partition("/")
+    return tech.upper() in _DAHDI and bool(_DAHDI_POOL.match(peer))
+
+
+_DAHDI_POOL = re.compile(r"[gGrRi][0-9]+$")  # g/G: group, r/R: round robin, i: span
+
+
 @lru_cache(maxsize=4096)
 def dial_targets(data: str) -> tuple[DialTarget, ...]:
     """What a Dial() application data dials (Asterisk 1.8 separates arguments with "|")."""
@@ -69,6 +92,9 @@ def dial_targets(data: str) -> tuple[DialTarget, ...]:
     for part in first.split("&"):
         tech, _, rest = part.strip().partition("/")
         if tech.upper() not in DEVICE_TECHS or not rest:
+            continue
+        if tech.upper() == "IAX2":
+            out.append(_iax2(rest))
             continue
         if "@" in rest and "/" not in rest.split("@", 1)[0]:  # PJSIP/<number>@<trunk>
             number, peer = rest.split("@", 1)
@@ -81,3 +107,13 @@ def dial_targets(data: str) -> tuple[DialTarget, ...]:
         else:  # SIP/<peer>, SIP/<trunk>/<number>, DAHDI/g0/<number>
             out.append(DialTarget(f"{tech}/{peer}", extra))
     return tuple(out)
+
+
+def _iax2(rest: str) -> DialTarget:
+    """`[user[:secret]@]peer[:port][/exten[@context]][/options]` (chan_iax2.c
+    parse_dial_string): the device is `IAX2/<peer>`, as the channel is named; the user and its
+    secret are dropped here, so that they reach no log or reason line."""
+    host, _, tail = rest.partition("/")
+    peer = host.rsplit("@", 1)[-1].split(":", 1)[0]
+    number = tail.split("/", 1)[0].split("@", 1)[0]
+    return DialTarget(f"IAX2/{peer}", number)

@@ -15,14 +15,17 @@ from cdrsync.config import Config, PbxConfig, PlanfixConfig, SourceConfig
 from cdrsync.grouping import group_calls
 from cdrsync.interpret import interpret
 from cdrsync.model import Call
-from cdrsync.pbx import learn
+from cdrsync.pbx import PbxModel, learn
 from cdrsync.planfix.messages import completed_requests, missed_requests
 from cdrsync.source.rows import cdr_row, cel_event
 from tests import synth
 
 
-def tell(calls: Iterable[synth.SynthCall], pbx: PbxConfig, zone: ZoneInfo) -> dict[str, Call]:
-    """Each call of one PBX by its callid, the model learned from every row of that PBX.
+def tell(calls: Iterable[synth.SynthCall], pbx: PbxConfig, zone: ZoneInfo,
+         learned: str = "all") -> dict[str, Call]:
+    """Each call of one PBX by its callid, the model learned from every row of that PBX
+    (`learned` "all"), from only the call's own rows ("call": a first call on a new PBX, a
+    backfill of one call) or from nothing ("none": an empty model, every device guessed).
 
     CEL ids are given in the order the PBX writes the events (`synth.landing_order`), as the
     database's auto-increment would.
@@ -34,7 +37,9 @@ def tell(calls: Iterable[synth.SynthCall], pbx: PbxConfig, zone: ZoneInfo) -> di
         else:
             cel.append(cel_event(dict(row, id=len(cel) + 1)))
     groups = group_calls(cdr, cel)
-    model = learn(cdr, cel, pbx=pbx)
+    if learned == "call":
+        return {g.callid: interpret(g, pbx, zone) for g in groups}  # model of its own rows
+    model = learn(cdr, cel, pbx=pbx) if learned == "all" else PbxModel()
     return {g.callid: interpret(g, pbx, zone, model) for g in groups}
 
 
