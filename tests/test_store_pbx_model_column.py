@@ -1,8 +1,8 @@
 """Revision 0006: a big PBX's learned model fits the state store on MySQL / MariaDB too.
 
-`pbx_model.observations` was `TEXT` (MySQL: 65,535 bytes at most). A store at revision 0004 with a
+`pbx_model.observations` was `TEXT` (MySQL: 65,535 bytes at most). A store at revision 0005 with a
 model in it is upgraded: the model is kept, and a model of a few thousand devices (about 200 KB
-of JSON, a large PBX) is then stored and read back whole - on MySQL, where revision 0004's
+of JSON, a large PBX) is then stored and read back whole - on MySQL, where revision 0005's
 column refuses it, and on PostgreSQL and SQLite, where nothing changes. Real servers, the shared
 MariaDB and PostgreSQL (tests/conftest.py).
 """
@@ -20,7 +20,7 @@ from cdrsync.state import migrations
 from cdrsync.state.db import open_store
 from cdrsync.state.ledger import transaction
 
-BEFORE = "0004"  # the revision 0006 follows on this branch (lead: 0005 once merged)
+BEFORE = "0005"  # the revision 0006 follows
 
 
 def _big_model(devices: int = 3000) -> PbxModel:
@@ -40,7 +40,7 @@ def _store_at(kind: str, revision: str, tmp_path, store_servers) -> str:
     return url
 
 
-def test_the_big_model_does_not_fit_revision_0004_on_mysql(tmp_path, store_servers):
+def test_the_big_model_does_not_fit_revision_0005_on_mysql(tmp_path, store_servers):
     """What the revision is for: MariaDB in strict mode refuses the row (TEXT is 64 KB)."""
     engine = create_engine(_store_at("mysql", BEFORE, tmp_path, store_servers))
     try:
