@@ -1,10 +1,10 @@
 """The learned PBX model's observations in a column that holds a big PBX's model on MySQL.
 
-Revision 0006, after 0005. `pbx_model.observations` was `TEXT`, which MySQL/MariaDB cap at 65,535 bytes: the
-model of a PBX with a few hundred phones, trunks and groups (each seen with its contexts, numbers
-and members) outgrows it, and MySQL refuses the row (strict mode) or cuts it (not strict), so the
-model is lost at every restart. On MySQL the column becomes `LONGTEXT` (4 GB); on PostgreSQL and
-SQLite `TEXT` has no such cap and nothing changes. The stored row is kept as it is.
+Revision 0006, after 0005. `pbx_model.observations` was `TEXT`, which MySQL/MariaDB cap at 65,535
+bytes: the model of a PBX with a few hundred phones, trunks and groups (each seen with its contexts,
+numbers and members) outgrows it, and MySQL refuses the row (strict mode) or cuts it (not strict),
+so the model is lost at every restart. On MySQL the column becomes `LONGTEXT` (4 GB); on PostgreSQL
+and SQLite `TEXT` has no such cap and nothing changes. The stored row is kept as it is.
 """
 
 import sqlalchemy as sa
