@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Optional
 from zoneinfo import ZoneInfo
 
-from cdrsync.grouping import linkedid_epoch
+from cdrsync.linkedids import linkedid_epoch
 
 _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by rounding
 # s: no phone call lasts a week; a longer (or negative) duration is junk: `INT_MAX` in a hand-made

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ast
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import cdrsync.timeconv
 from cdrsync.finder import to_local
 from cdrsync.timeconv import local_time, seconds, shifted, to_utc, uniqueid_epoch
 
@@ -68,3 +71,12 @@ def test_an_epoch_no_calendar_holds_becomes_the_edge_of_the_calendar():
     assert local_time(99999999999999, BERLIN) == datetime(9999, 12, 31, 23, 59, 59)
     assert to_local(-99999999999999, BERLIN) == datetime.min
     assert to_local(1767225600.7, BERLIN) == datetime(2026, 1, 1, 1, 0)
+
+
+def test_time_conversion_stands_below_grouping():
+    """timeconv reads the epoch of a uniqueid from `linkedids`, not from `grouping` (which
+    works with times and would otherwise be above and below it at once)."""
+    tree = ast.parse(Path(cdrsync.timeconv.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "cdrsync.linkedids" in imported
+    assert not {m for m in imported if m and m.startswith("cdrsync.")} - {"cdrsync.linkedids"}
