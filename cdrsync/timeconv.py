@@ -24,6 +24,7 @@ _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by ro
 # table, a row of a channel whose clock jumped
 LONGEST_CALL = 7 * 86400
 _LAST = datetime.max.replace(microsecond=0)
+_SECOND = timedelta(seconds=1)  # made once: `seconds` runs for every span of every call
 _FIRST = datetime.min
 
 
@@ -108,4 +109,4 @@ def seconds(start: Optional[datetime], end: Optional[datetime]) -> int:
     """Whole seconds from start to end, never negative."""
     if start is None or end is None:
         return 0
-    return max(0, int(round((end - start) / timedelta(seconds=1))))
+    return max(0, int(round((end - start) / _SECOND)))
