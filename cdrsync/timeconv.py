@@ -65,6 +65,13 @@ def to_utc(local: Optional[datetime], zone: ZoneInfo,
     """Aware UTC time of a naive PBX-local time; `witness` = an epoch the time is not before."""
     if local is None:
         return None
+    return _utc_of(local, zone, witness)
+
+
+@lru_cache(maxsize=8192)
+def _utc_of(local: datetime, zone: ZoneInfo, witness: Optional[float]) -> Optional[datetime]:
+    """`to_utc` of a time. Cached whole: it runs for every CEL event, and a channel's events
+    share their witness and mostly their second (four in five of a backfill's asks repeat one)."""
     readings = _readings(local, zone)
     if readings is None:
         return None
