@@ -241,8 +241,10 @@ class CallAssembler:
         call = self._by_linkedid.get(lid)
         if call is None:
             call = self._new_linkedid(lid)
-        if event.uniqueid:
-            call = self._link(call, event.uniqueid, seen=True)
+        uid = event.uniqueid
+        # most events are of a channel the call already holds: nothing to link
+        if uid and not (uid in call.uniqueids and self._by_uniqueid.get(uid) is call):
+            call = self._link(call, uid, seen=True)
         if event.eventtype in TRANSFER_EVENTS:
             for uid in transfer_uniqueids(event):
                 call = self._link(call, uid, seen=False)
