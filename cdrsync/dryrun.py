@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from typing import TextIO
 
 _DIRECTIONS = {"in": "inbound", "out": "outbound"}
+# `json.dumps(..., ensure_ascii=False)` builds an encoder for each request: a fifth of its cost
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class DryRunOut:
@@ -32,7 +34,7 @@ class DryRunOut:
         lines = []
         for request in requests:
             self._count(request)
-            lines.append(json.dumps(request, ensure_ascii=False) + "\n")
+            lines.append(_ENCODER.encode(request) + "\n")
         if lines:
             self.out.write("".join(lines))
             self.out.flush()

@@ -12,43 +12,16 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Callable, Optional
 
+from cdrsync.linkedids import linkedid_epoch, linkedid_key
 from cdrsync.model import CallRows, CdrRow, CelEvent, ClosedBy
 
-# `[system-]<epoch>.<counter>`; the system name may itself contain dashes. At most 18 digits
-# each: a longer run is no number Asterisk wrote (and would cost a bignum, or fail to convert).
-_LINKEDID = re.compile(r"^(?:.*-)?(\d{1,18})\.(\d{1,18})$")
-# 9999-01-01 UTC: an epoch from here on names no time a clock can hold with room for the
-# arithmetic done on it (zone offsets, slack); such a linkedid carries no time, like a UUID
-MAX_EPOCH = 253370764800
 # `"<something>_uniqueid":"<value>"` pairs; lenient because FreePBX's extra varchar(512) may cut
 # the JSON anywhere (a cut value has no closing quote and is ignored).
 _EXTRA_UNIQUEID = re.compile(r'"[A-Za-z0-9_]*uniqueid"\s*:\s*"([^"\\]+)"')
 TRANSFER_EVENTS = frozenset({"ATTENDEDTRANSFER", "BLINDTRANSFER", "PICKUP", "LOCAL_OPTIMIZE"})
-
-
-@lru_cache(maxsize=4096)
-def linkedid_key(linkedid: str) -> tuple[int, int, int, str]:
-    """Sort key of a linkedid/uniqueid: numerically by (epoch, counter), never as a string
-    (`...858.10` comes after `...858.9`); ids that are not `[system-]epoch.n` (ARI UUIDs) after
-    all others, by string. Cached: interpretation sorts a call's few ids again and again."""
-    m = _LINKEDID.match(linkedid.strip())
-    if m:
-        return (0, int(m.group(1)), int(m.group(2)), linkedid)
-    return (1, 0, 0, linkedid)
-
-
-def linkedid_epoch(linkedid: str) -> Optional[int]:
-    """UTC epoch second at which the channel named by a uniqueid/linkedid was created; None
-    when it names none (a UUID, or `99999999999999.1`: past the end of the calendar)."""
-    m = _LINKEDID.match(linkedid.strip())
-    if not m:
-        return None
-    epoch = int(m.group(1))
-    return epoch if epoch < MAX_EPOCH else None
 
 
 def transfer_uniqueids(event: CelEvent) -> set[str]:
@@ -268,8 +241,10 @@ class CallAssembler:
         call = self._by_linkedid.get(lid)
         if call is None:
             call = self._new_linkedid(lid)
-        if event.uniqueid:
-            call = self._link(call, event.uniqueid, seen=True)
+        uid = event.uniqueid
+        # most events are of a channel the call already holds: nothing to link
+        if uid and not (uid in call.uniqueids and self._by_uniqueid.get(uid) is call):
+            call = self._link(call, uid, seen=True)
         if event.eventtype in TRANSFER_EVENTS:
             for uid in transfer_uniqueids(event):
                 call = self._link(call, uid, seen=False)

@@ -24,8 +24,8 @@ from typing import Optional
 from zoneinfo import ZoneInfo
 
 from cdrsync.config import Config
-from cdrsync.grouping import linkedid_epoch
 from cdrsync.interpret import interpret
+from cdrsync.linkedids import linkedid_epoch
 from cdrsync.model import Call, CallRows, CdrRow
 from cdrsync.pbx import PbxModel
 from cdrsync.timeconv import LONGEST_CALL, credible_seconds, local_time, uniqueid_epoch

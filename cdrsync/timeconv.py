@@ -17,13 +17,14 @@ from functools import lru_cache
 from typing import Optional
 from zoneinfo import ZoneInfo
 
-from cdrsync.grouping import linkedid_epoch
+from cdrsync.linkedids import linkedid_epoch
 
 _SLACK = 2.0  # s: uniqueid epochs and second-precision times may disagree by rounding
 # s: no phone call lasts a week; a longer (or negative) duration is junk: `INT_MAX` in a hand-made
 # table, a row of a channel whose clock jumped
 LONGEST_CALL = 7 * 86400
 _LAST = datetime.max.replace(microsecond=0)
+_SECOND = timedelta(seconds=1)  # made once: `seconds` runs for every span of every call
 _FIRST = datetime.min
 
 
@@ -64,6 +65,13 @@ def to_utc(local: Optional[datetime], zone: ZoneInfo,
     """Aware UTC time of a naive PBX-local time; `witness` = an epoch the time is not before."""
     if local is None:
         return None
+    return _utc_of(local, zone, witness)
+
+
+@lru_cache(maxsize=8192)
+def _utc_of(local: datetime, zone: ZoneInfo, witness: Optional[float]) -> Optional[datetime]:
+    """`to_utc` of a time. Cached whole: it runs for every CEL event, and a channel's events
+    share their witness and mostly their second (four in five of a backfill's asks repeat one)."""
     readings = _readings(local, zone)
     if readings is None:
         return None
@@ -108,4 +116,4 @@ def seconds(start: Optional[datetime], end: Optional[datetime]) -> int:
     """Whole seconds from start to end, never negative."""
     if start is None or end is None:
         return 0
-    return max(0, int(round((end - start) / timedelta(seconds=1))))
+    return max(0, int(round((end - start) / _SECOND)))

@@ -12,10 +12,9 @@ from cdrsync.grouping import (
     CallAssembler,
     assembled_calls,
     group_calls,
-    linkedid_epoch,
-    linkedid_key,
     transfer_uniqueids,
 )
+from cdrsync.linkedids import linkedid_epoch, linkedid_key
 from cdrsync.model import CdrRow, CelEvent, ClosedBy
 
 T = datetime(2024, 3, 1, 10)

@@ -202,6 +202,25 @@ def test_calls_of_a_batch_share_the_folder_listings(root):
     assert find_recording(calls[2], cfg_for(root), ZONE, NOW).state == "ready"
 
 
+def test_a_batch_asks_the_file_system_once_per_folder(root, monkeypatch):
+    """A batch of calls whose day folders do not exist costs one look at the recordings dir and
+    one at each folder, not a look per call (a backfill resolves every call of the tables)."""
+    asked: list[str] = []
+    real_isdir, real_scandir = os.path.isdir, os.scandir
+    monkeypatch.setattr(os.path, "isdir", lambda p: asked.append(f"isdir {p}") or real_isdir(p))
+    monkeypatch.setattr(os, "scandir", lambda p: asked.append(f"scandir {p}") or real_scandir(p))
+    start = datetime(2026, 11, 26, 9, 57, 34, tzinfo=timezone.utc)
+    folders = Folders(str(root))
+    found = [find_recording(FakeCall((f"x-20261126-125734-1.{n}.wav", f"2026/11/26/y-{n}.wav"),
+                                     (f"1.{n}",), start=start), cfg_for(root), ZONE, NOW, folders)
+             for n in range(50)]
+    assert {f.state for f in found} == {"none"}
+    assert "2026/11/25, 2026/11/27" in found[0].reason  # every layout still told
+    days = [root / "2026" / "11" / d for d in ("25", "26", "27")]
+    assert sorted(asked) == sorted([f"isdir {root}", f"scandir {root}"]
+                                   + [f"scandir {d}" for d in days])
+
+
 def test_folders_of_another_dir_are_not_used(root, tmp_path):
     put(root, f"2026/11/26/{NAME}")
     other = tmp_path / "other"

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import ast
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cdrsync import timeconv
 from cdrsync.finder import to_local
 from cdrsync.timeconv import local_time, seconds, shifted, to_utc, uniqueid_epoch
 
@@ -53,6 +56,17 @@ def test_cached_readings_do_not_mix_folds_or_zones():
         assert to_utc(AMBIGUOUS, moscow) == datetime(2026, 10, 24, 23, 30, tzinfo=timezone.utc)
 
 
+def test_a_channels_events_of_one_second_are_converted_once():
+    """Events that share their second and their channel's witness are read from the cache: the
+    conversion runs once for them, and they all read alike."""
+    when, witness = datetime(2026, 3, 5, 9, 30, 7), 1772699400.0
+    before = timeconv._utc_of.cache_info()
+    times = {to_utc(when, BERLIN, witness) for _ in range(5)}
+    after = timeconv._utc_of.cache_info()
+    assert times == {datetime(2026, 3, 5, 8, 30, 7, tzinfo=timezone.utc)}
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 4)
+
+
 def test_arithmetic_at_the_ends_of_the_calendar_holds_at_the_edge():
     """Bounds built from junk times (a margin after 9998-12-31 23:59, a window before year 1)
     stay usable bounds instead of raising OverflowError."""
@@ -68,3 +82,12 @@ def test_an_epoch_no_calendar_holds_becomes_the_edge_of_the_calendar():
     assert local_time(99999999999999, BERLIN) == datetime(9999, 12, 31, 23, 59, 59)
     assert to_local(-99999999999999, BERLIN) == datetime.min
     assert to_local(1767225600.7, BERLIN) == datetime(2026, 1, 1, 1, 0)
+
+
+def test_time_conversion_stands_below_grouping():
+    """timeconv reads the epoch of a uniqueid from `linkedids`, not from `grouping` (which
+    works with times and would otherwise be above and below it at once)."""
+    tree = ast.parse(Path(timeconv.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "cdrsync.linkedids" in imported
+    assert not {m for m in imported if m and m.startswith("cdrsync.")} - {"cdrsync.linkedids"}

@@ -21,6 +21,7 @@ import re
 import stat
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Callable, Optional, Protocol
 from zoneinfo import ZoneInfo
 
@@ -81,11 +82,11 @@ def find_recording(call: Recorded, cfg: RecordingsConfig, zone: ZoneInfo, now: f
     `folders`: listings shared with the other calls of a batch resolved at the same `now`
     (a `Folders` of `cfg.dir`); by default each call reads the folders it looks at afresh."""
     root = cfg.dir
-    if not os.path.isdir(root):
-        return Found("none", None, f"recordings dir {root} not found", retry=True)
     if folders is None or folders.root != root:
         folders = Folders(root)
-    day_dirs = [_day_dir(d) for d in _call_days(call.start, zone)]
+    if not folders.root_is_dir:
+        return Found("none", None, f"recordings dir {root} not found", retry=True)
+    day_dirs = _call_day_dirs(call.start, zone)
     refused: list[str] = []
     seen_empty = False
     missing: list[str] = []
@@ -102,7 +103,7 @@ def find_recording(call: Recorded, cfg: RecordingsConfig, zone: ZoneInfo, now: f
             missing.append(look.detail)
     # the folders a file named after a uniqueid may be in (those holding no recording at all
     # need not be searched for each uid)
-    uid_dirs = [d for d in day_dirs + [""] if call.uniqueids and folders.listing(d)]
+    uid_dirs = [d for d in (*day_dirs, "") if call.uniqueids and folders.listing(d)]
     for uid in call.uniqueids:
         if not uid or not uid_dirs:
             continue
@@ -144,7 +145,7 @@ def _decided(look: _Look, refused: list[str]) -> Found:
     return Found("wait", None, look.detail + note, retry=True)
 
 
-def _candidate(cand: str, day_dirs: list[str], folders: Folders, min_age: int,
+def _candidate(cand: str, day_dirs: tuple[str, ...], folders: Folders, min_age: int,
                now: float) -> _Look:
     """Try one PBX-given name in every place and format it may be in."""
     if not cand:
@@ -173,19 +174,22 @@ def _candidate(cand: str, day_dirs: list[str], folders: Folders, min_age: int,
         dirs.append(_day_dir(named))
     dirs += day_dirs
     dirs.append("")
+    dirs = _unique(dirs)
     stem = _stem(name)
     look = _pick(folders, dirs, lambda listing: listing.named(stem), min_age, now)
     if look.state == "missing":
-        return _Look("missing", f"{shown}: not in {', '.join(d or '.' for d in _unique(dirs))}")
+        return _Look("missing", f"{shown}: not in {', '.join(d or '.' for d in dirs)}")
     return look if look.state != "empty" else _Look("empty", f"{shown}: {look.detail}")
 
 
 def _pick(folders: Folders, dirs: list[str], wanted: Callable[[_Listing], list[str]],
           min_age: int, now: float) -> _Look:
-    """The best file `wanted` finds in the first folder that has one; every variant must be
-    settled."""
-    for folder in _unique(dirs):
-        names = wanted(folders.listing(folder))
+    """The best file `wanted` finds in the first of `dirs` (no repeats) that has one; every
+    variant must be settled. A folder without any recording file (most often: no such day
+    folder) is passed over without a look."""
+    for folder in dirs:
+        listing = folders.listing(folder)
+        names = wanted(listing) if listing else None
         if not names:
             continue
         names = sorted(names, key=_preference)
@@ -231,6 +235,14 @@ class Folders:
         self.root = root
         self._listings: dict[str, _Listing] = {}
         self._real_root: Optional[str] = None
+        self._root_is_dir: Optional[bool] = None
+
+    @property
+    def root_is_dir(self) -> bool:
+        """Whether the recordings dir is there (asked once: every call of a batch asks)."""
+        if self._root_is_dir is None:
+            self._root_is_dir = os.path.isdir(self.root)
+        return self._root_is_dir
 
     @property
     def real_root(self) -> str:
@@ -275,16 +287,24 @@ class _Listing:
         return [n for n in self._by_tail.get(_tail(uid), ()) if _ends_with_uid(n, uid)]
 
 
-def _call_days(start: Optional[datetime], zone: ZoneInfo) -> list[date]:
-    """The PBX-local day of the call start, then the day before and after (midnight, skew)."""
+def _call_day_dirs(start: Optional[datetime], zone: ZoneInfo) -> tuple[str, ...]:
+    """The folders of the PBX-local day of the call start, then of the day before and after
+    (midnight, skew)."""
     if start is None:
-        return []
+        return ()
     try:
         day = start.astimezone(zone).date()
     except OverflowError:  # a start at the calendar's edge: its own date will do
         day = start.date()
+    return _around(day)
+
+
+@lru_cache(maxsize=64)
+def _around(day: date) -> tuple[str, ...]:
+    """The folders of `day`, the day before and the day after. Cached: the calls of a batch
+    share a few days."""
     n = day.toordinal()  # days at the calendar's edges have no neighbour on that side
-    return [date.fromordinal(d) for d in (n, n - 1, n + 1) if 1 <= d <= _LAST_DAY]
+    return tuple(_day_dir(date.fromordinal(d)) for d in (n, n - 1, n + 1) if 1 <= d <= _LAST_DAY)
 
 
 def _name_day(name: str) -> Optional[date]:
