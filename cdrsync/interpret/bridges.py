@@ -87,12 +87,18 @@ class _Timeline:
         self.times: dict[int, Optional[datetime]] = {}
         self.members: dict[str, list[tuple[str, _Span]]] = {}
         self._extras: dict[str, dict] = {}
+        # consecutive events mostly share their second and channel: their UTC time is the last
+        # one's (to_utc is a pure function of the two), without asking again
+        stamp, witness, utc = None, None, None
         for event in events:
             chan = self.chans.get(event.uniqueid)
             if chan is None:
                 chan = self._new_chan(event)
             chan.last_id = event.id
-            self.times[event.id] = to_utc(event.eventtime, zone, chan.witness)
+            if event.eventtime != stamp or chan.witness != witness:
+                stamp, witness = event.eventtime, chan.witness
+                utc = to_utc(stamp, zone, witness)
+            self.times[event.id] = utc
             self._add(event, chan)
         last = max(self.times, default=0)
         for chan in self.chans.values():  # no BRIDGE_EXIT: until the channel ended, else the call
