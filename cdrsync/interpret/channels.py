@@ -33,6 +33,7 @@ PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
 _GUESS = re.compile(r"^[0-9]{2,6}$")  # the shape of an extension, when nothing else is known
 _NEVER = r"(?!)"
+_COUNTER = re.compile(r"[0-9a-fA-F]{1,8}")  # a channel's counter after its device's name
 _NOTHING = PbxModel()  # the model when nothing was learned
 
 
@@ -51,8 +52,17 @@ class ChanInfo:
 
 def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> ChanInfo:
     """What the channel called `name` is, under the [pbx] settings and the learned model
-    (None: nothing learned). Remembered by the model itself, never across models."""
+    (None: nothing learned). Remembered by the model itself, never across models: once per
+    device for its channels (`PJSIP/101-0000001f`, `PJSIP/101-00000020`: each name is new, the
+    answer the same but for the name), else once per name."""
     model = model or _NOTHING
+    head, dash, counter = name.rpartition("-")
+    if dash and _COUNTER.fullmatch(counter) and not head.endswith("/") \
+            and not name.startswith("Local/"):
+        # the device of `<head>-<counter>` is that of `<head>-0` (names.device_of: the peer is
+        # all before the one dash of a hex counter; an empty peer would take the counter)
+        same = model.answer(_classify, head + "-0", pbx)
+        return ChanInfo(name, same.kind, ext=same.ext, device=same.device, rule=same.rule)
     return model.answer(_classify, name, pbx)
 
 
