@@ -27,13 +27,12 @@ from cdrsync.config import PbxConfig
 from cdrsync.numbers import looks_outside
 from cdrsync.pbx.model import PHONE as MODEL_PHONE
 from cdrsync.pbx.model import PbxModel
-from cdrsync.pbx.names import device_of, local_of
+from cdrsync.pbx.names import device_of, first_channel, local_of
 
 PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
 _GUESS = re.compile(r"^[0-9]{2,6}$")  # the shape of an extension, when nothing else is known
 _NEVER = r"(?!)"
-_COUNTER = re.compile(r"[0-9a-fA-F]{1,8}")  # a channel's counter after its device's name
 _NOTHING = PbxModel()  # the model when nothing was learned
 
 
@@ -56,14 +55,11 @@ def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> Cha
     device for its channels (`PJSIP/101-0000001f`, `PJSIP/101-00000020`: each name is new, the
     answer the same but for the name), else once per name."""
     model = model or _NOTHING
-    head, dash, counter = name.rpartition("-")
-    if dash and _COUNTER.fullmatch(counter) and not head.endswith("/") \
-            and not name.startswith("Local/"):
-        # the device of `<head>-<counter>` is that of `<head>-0` (names.device_of: the peer is
-        # all before the one dash of a hex counter; an empty peer would take the counter)
-        same = model.answer(_classify, head + "-0", pbx)
-        return ChanInfo(name, same.kind, ext=same.ext, device=same.device, rule=same.rule)
-    return model.answer(_classify, name, pbx)
+    if name.startswith("Local/"):  # its name says what it stands for
+        return model.answer(_classify, name, pbx)
+    same = model.answer(_classify, first_channel(name), pbx)
+    return same if same.name == name else ChanInfo(name, same.kind, ext=same.ext,
+                                                  device=same.device, rule=same.rule)
 
 
 def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:
