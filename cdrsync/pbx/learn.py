@@ -78,11 +78,7 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
     for event in cel_events:
         rows += 1
         try:
-            kind, context = event.eventtype, event.context
-            if (kind in _TEACHING_KINDS or context == RING_GROUP_CONTEXT
-                    or context.startswith(IVR_PREFIX)
-                    or (kind in _DIAL_KINDS and event.appname.lower() == "dial")):
-                _from_event(event, pbx, note)
+            _from_event(event, pbx, note)
         except Exception as exc:  # a damaged event teaches nothing, and costs nothing else
             _skipped("cel event", event.id, event.linkedid or event.uniqueid, exc)
     first_dials: dict[tuple[str, str], CdrRow] = {}
@@ -125,13 +121,6 @@ def _context_kind(context: str, internal: tuple[str, ...], inbound: tuple[str, .
     return ""
 
 
-# what `_from_event` reads: events of these kinds, those of `_DIAL_KINDS` while the channel is in
-# Dial, and any event in a ring group's or an IVR's context; `learn` skips the call for the
-# others (BRIDGE_EXIT, LINKEDID_END, the callee's ANSWER and HANGUP: over half of the table)
-_TEACHING_KINDS = frozenset({"CHAN_START", "APP_START", "PARK_START"})
-_DIAL_KINDS = frozenset({"ANSWER", "BRIDGE_ENTER", "HANGUP"})
-
-
 def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
     call = event.linkedid or event.uniqueid
     kind = event.eventtype
@@ -157,7 +146,7 @@ def _from_event(event: CelEvent, pbx: PbxConfig, note) -> None:
     elif kind == "PARK_START":
         lot = str(_extra(event.extra).get("parking_lot") or "default")
         note(call, (PARKING, lot, "seen", ""))
-    elif event.appname.lower() == "dial" and kind in _DIAL_KINDS:
+    elif event.appname.lower() == "dial" and kind in ("ANSWER", "BRIDGE_ENTER", "HANGUP"):
         _from_dial(call, event.appdata, "", context, note)
 
 
