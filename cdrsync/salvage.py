@@ -42,7 +42,10 @@ def read_call(rows: CallRows, cfg: Config, model: Optional[PbxModel] = None) -> 
 def salvage_rows(rows: CallRows, zone: ZoneInfo) -> tuple[CallRows, list[str]]:
     """The rows with bad calldates and durations corrected from the rest of the call, and one
     line per correction."""
-    spans = _channel_spans(rows)
+    # the channels' CEL spans only mend a row without a calldate or with a duration no call
+    # has: most calls have none, and the spans cost a pass over every event
+    spans = _channel_spans(rows) if any(
+        r.calldate is None or credible_seconds(r.duration) != r.duration for r in rows.cdr) else {}
     notes: list[str] = []
     cdr = [_salvage_row(row, spans.get(row.uniqueid), zone, notes) for row in rows.cdr]
     untimed = sum(1 for e in rows.cel if e.eventtime is None)
@@ -90,12 +93,11 @@ def _salvage_row(row: CdrRow, span: Optional[tuple[datetime, datetime]], zone: Z
                  notes: list[str]) -> CdrRow:
     calldate, duration, billsec = row.calldate, row.duration, row.billsec
     who = row.uniqueid or row.channel or "?"
-    created = uniqueid_epoch(row.uniqueid)
     if calldate is None and span is not None:
         calldate = span[0]
         notes.append(f"cdr row of {who}: no usable calldate; read from CEL "
                      f"({calldate:%Y-%m-%d %H:%M:%S}, the channel's first event)")
-    elif calldate is None and created is not None:
+    elif calldate is None and (created := uniqueid_epoch(row.uniqueid)) is not None:
         calldate = local_time(created, zone)
         notes.append(f"cdr row of {who}: no usable calldate; read from its uniqueid "
                      f"({calldate:%Y-%m-%d %H:%M:%S}, when the channel was created)")

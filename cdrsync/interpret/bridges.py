@@ -40,6 +40,11 @@ _HANGUP_CAUSES = {16: "NO ANSWER", 17: "BUSY", 18: "NO ANSWER", 19: "NO ANSWER",
                   21: "REJECTED", 26: "ANSWERED ELSEWHERE", 34: "CONGESTION", 38: "FAILED"}
 
 
+_ENTERS = ("BRIDGE_ENTER", "BRIDGE_START")  # BRIDGE_START/END: Asterisk < 12
+_EXITS = ("BRIDGE_EXIT", "BRIDGE_END")
+_SPANNING = frozenset({*_ENTERS, *_EXITS, "HANGUP"})  # the events `_Timeline._add` reads
+
+
 @dataclass
 class _Span:
     bridge: str
@@ -87,13 +92,21 @@ class _Timeline:
         self.times: dict[int, Optional[datetime]] = {}
         self.members: dict[str, list[tuple[str, _Span]]] = {}
         self._extras: dict[str, dict] = {}
+        # consecutive events mostly share their second and channel: their UTC time is the last
+        # one's (to_utc is a pure function of the two), without asking again
+        stamp, witness, utc = None, None, None
+        chans, times = self.chans, self.times
         for event in events:
-            chan = self.chans.get(event.uniqueid)
+            chan = chans.get(event.uniqueid)
             if chan is None:
                 chan = self._new_chan(event)
             chan.last_id = event.id
-            self.times[event.id] = to_utc(event.eventtime, zone, chan.witness)
-            self._add(event, chan)
+            if event.eventtime != stamp or chan.witness != witness:
+                stamp, witness = event.eventtime, chan.witness
+                utc = to_utc(stamp, zone, witness)
+            times[event.id] = utc
+            if event.eventtype in _SPANNING:  # CHAN_START, ANSWER, APP_START: nothing for it
+                self._add(event, chan)
         last = max(self.times, default=0)
         for chan in self.chans.values():  # no BRIDGE_EXIT: until the channel ended, else the call
             for span in chan.spans:
@@ -117,8 +130,9 @@ class _Timeline:
         return found
 
     def _add(self, event: CelEvent, chan: _Chan) -> None:
+        """A bridge entered or left, or the channel's HANGUP (the kinds in `_SPANNING`)."""
         kind = event.eventtype
-        if kind in ("BRIDGE_ENTER", "BRIDGE_START"):
+        if kind in _ENTERS:
             extra = self._extra(event)
             bridge = str(extra.get("bridge_id") or "legacy:" + "|".join(
                 sorted((event.channame, event.peer))))
@@ -134,7 +148,7 @@ class _Timeline:
                 peer_span = _Span(bridge, event.id)
                 peer.spans.append(peer_span)
                 self.members[bridge].append((peer.uniqueid, peer_span))
-        elif kind in ("BRIDGE_EXIT", "BRIDGE_END"):
+        elif kind in _EXITS:
             bridge = str(self._extra(event).get("bridge_id") or "")
             legacy_peer = self.by_name.get(event.peer, "") if kind == "BRIDGE_END" else ""
             for uid in {chan.uniqueid, legacy_peer}:

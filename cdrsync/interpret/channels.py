@@ -27,7 +27,7 @@ from cdrsync.config import PbxConfig
 from cdrsync.numbers import looks_outside
 from cdrsync.pbx.model import PHONE as MODEL_PHONE
 from cdrsync.pbx.model import PbxModel
-from cdrsync.pbx.names import device_of, local_of
+from cdrsync.pbx.names import device_of, first_channel, local_of
 
 PHONE, TRUNK, LOCAL, OTHER = "phone", "trunk", "local", "other"
 OUTSIDE, GROUP = "outside", "group"
@@ -51,9 +51,15 @@ class ChanInfo:
 
 def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> ChanInfo:
     """What the channel called `name` is, under the [pbx] settings and the learned model
-    (None: nothing learned). Remembered by the model itself, never across models."""
+    (None: nothing learned). Remembered by the model itself, never across models: once per
+    device for its channels (`PJSIP/101-0000001f`, `PJSIP/101-00000020`: each name is new, the
+    answer the same but for the name), else once per name."""
     model = model or _NOTHING
-    return model.answer(_classify, name, pbx)
+    if name.startswith("Local/"):  # its name says what it stands for
+        return model.answer(_classify, name, pbx)
+    same = model.answer(_classify, first_channel(name), pbx)
+    return same if same.name == name else ChanInfo(name, same.kind, ext=same.ext,
+                                                  device=same.device, rule=same.rule)
 
 
 def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:

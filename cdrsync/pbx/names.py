@@ -37,9 +37,28 @@ class LocalLeg(NamedTuple):
     base: str  # the name without ";1" / ";2": both halves share it
 
 
-@lru_cache(maxsize=8192)
+_COUNTER = re.compile(r"[0-9a-fA-F]{1,8}")
+
+
+def first_channel(name: str) -> str:
+    """`name` with its channel counter set to 0 (`PJSIP/101-0000001f` -> `PJSIP/101-0`), else
+    `name`: a device's channels have the device in common, and each name is new, so what is
+    asked of a channel's device is best remembered under this one name. The device of
+    `<head>-<hex counter>` is that of `<head>-0`: it is all before the counter's one dash (an
+    empty peer, `PJSIP/-1f`, would take the counter in: left as it is)."""
+    head, dash, counter = name.rpartition("-")
+    if dash and _COUNTER.fullmatch(counter) and not head.endswith("/"):
+        return head + "-0"
+    return name
+
+
 def device_of(name: str) -> Optional[Device]:
     """The device behind a channel name, or None (Local, Message/, Parked/, empty...)."""
+    return _device_of(first_channel(name))
+
+
+@lru_cache(maxsize=8192)
+def _device_of(name: str) -> Optional[Device]:
     found = _DEVICE.match(name)
     if not found or found.group("tech").upper() not in DEVICE_TECHS:
         return None
