@@ -165,7 +165,7 @@ def _run(cfg, *args: str):
     return proc
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=5, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_pass_completes_and_every_call_is_delivered_or_quarantined(pbx_db, planfix,

@@ -66,9 +66,9 @@ def test_a_backfill_keeps_its_locks_while_its_courier_sends(server_env):
     sending to the courier."""
     pbx_db, planfix, config, private_tmp = server_env
     since = utc_now() - timedelta(days=10)
-    calls = list(synth.generate(80, since, seed=43, mean_gap=600))
+    calls = list(synth.generate(48, since, seed=43, mean_gap=600))
     synth.insert(pbx_db.admin, calls)
-    cfg = config(planfix={"rate": 4})  # 80 calls take twenty seconds or more
+    cfg = config(planfix={"rate": 4})  # 48 calls take twelve seconds or more
     backfill = start_cdrsync(cfg, "backfill", "--since", since.date().isoformat(),
                              env=private_tmp("backfill"))
     try:
