@@ -15,14 +15,15 @@ from typing import Any, Optional, TypeVar
 _Row = TypeVar("_Row")
 
 
-def _filled(cls: type[_Row], values: dict[str, Any]) -> _Row:
+def filled(cls: type[_Row], values: dict[str, Any]) -> _Row:
     """An instance of the frozen dataclass `cls` whose `__dict__` is `values`.
 
     A frozen dataclass's `__init__` sets each field through `object.__setattr__`: about 4 µs for a
-    `CelEvent`, more than the decoding of its row, and backfill builds one per row of the tables.
-    The row decoder already holds every field with its final type, so it hands over the dict in
-    one step. Only `__init__` is skipped: equality, hash, repr and immutability are the
-    dataclass's own and see the same fields (tests compare both ways of building).
+    `CelEvent`, more than the decoding of its row, and backfill builds one per row of the tables
+    (and interpretation one `ChanInfo` per channel). Where every field is at hand with its final
+    type, the dict is handed over in one step. Only `__init__` is skipped: equality, hash, repr
+    and immutability are the dataclass's own and see the same fields (tests compare both ways
+    of building).
     """
     names = cls.__dataclass_fields__  # type: ignore[attr-defined]
     if len(values) != len(names):  # a cheap guard: the decoder builds from a dict of every field
@@ -69,7 +70,7 @@ class CdrRow:
     def from_decoded(cls, values: dict[str, Any]) -> CdrRow:
         """A row from every field already decoded (`cdrsync.source.rows`), without the cost of
         the frozen `__init__`; `values` becomes the row's own and must not be used again."""
-        return _filled(cls, values)
+        return filled(cls, values)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class CelEvent:
     def from_decoded(cls, values: dict[str, Any]) -> CelEvent:
         """An event from every field already decoded (`cdrsync.source.rows`), without the cost
         of the frozen `__init__`; `values` becomes the event's own and must not be used again."""
-        return _filled(cls, values)
+        return filled(cls, values)
 
 
 class ClosedBy(str, enum.Enum):

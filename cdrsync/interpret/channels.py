@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from cdrsync.config import PbxConfig
+from cdrsync.model import filled
 from cdrsync.numbers import looks_outside
 from cdrsync.pbx.model import PHONE as MODEL_PHONE
 from cdrsync.pbx.model import PbxModel
@@ -58,8 +59,8 @@ def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> Cha
     if name.startswith("Local/"):  # its name says what it stands for
         return model.answer(_classify, name, pbx)
     same = model.answer(_classify, first_channel(name), pbx)
-    return same if same.name == name else ChanInfo(name, same.kind, ext=same.ext,
-                                                  device=same.device, rule=same.rule)
+    # the device's answer under this channel's name (a device's has no Local fields to drop)
+    return same if same.name == name else filled(ChanInfo, {**same.__dict__, "name": name})
 
 
 def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:

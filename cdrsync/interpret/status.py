@@ -27,7 +27,9 @@ def decide_status(facts: Facts, direction: Direction, pbx: PbxConfig) -> tuple[S
     """The status and the one-line reason for it."""
     if facts.talks:
         first = facts.talks[0]
-        when = first.start.strftime("%H:%M:%S UTC") if first.start else "an unknown time"
+        # isoformat, not strftime (a tenth of its cost): every answered call has this line
+        when = f"{first.start.time().isoformat('seconds')} UTC" if first.start else \
+            "an unknown time"
         who = first.channel
         return Status.SUCCESS, f"answered: {who} bridged with the other party at {when}"
     if direction == Direction.OUTBOUND:

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from functools import lru_cache
+from operator import itemgetter
 from typing import Optional
 
 from cdrsync.config import PbxConfig
@@ -97,8 +98,8 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
             _extension_dialled(row, note)
         except Exception as exc:
             _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
-    counts = Counter(observation for _, observation in seen)
-    calls = len({call for call, _ in seen})
+    counts = Counter(map(itemgetter(1), seen))  # C-level loops: `seen` holds every note
+    calls = len(set(map(itemgetter(0), seen)))
     if base is None:
         return PbxModel(counts, rows, calls)
     return base.merged(counts, rows, calls)

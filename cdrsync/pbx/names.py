@@ -40,12 +40,14 @@ class LocalLeg(NamedTuple):
 _COUNTER = re.compile(r"[0-9a-fA-F]{1,8}")
 
 
+@lru_cache(maxsize=8192)
 def first_channel(name: str) -> str:
     """`name` with its channel counter set to 0 (`PJSIP/101-0000001f` -> `PJSIP/101-0`), else
     `name`: a device's channels have the device in common, and each name is new, so what is
     asked of a channel's device is best remembered under this one name. The device of
     `<head>-<hex counter>` is that of `<head>-0`: it is all before the counter's one dash (an
-    empty peer, `PJSIP/-1f`, would take the counter in: left as it is)."""
+    empty peer, `PJSIP/-1f`, would take the counter in: left as it is). Cached: learning and
+    interpretation ask it of the same few names of a call a dozen times."""
     head, dash, counter = name.rpartition("-")
     if dash and _COUNTER.fullmatch(counter) and not head.endswith("/"):
         return head + "-0"
