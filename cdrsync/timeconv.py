@@ -68,10 +68,9 @@ def to_utc(local: Optional[datetime], zone: ZoneInfo,
     return _utc_of(local, zone, witness)
 
 
-@lru_cache(maxsize=8192)
 def _utc_of(local: datetime, zone: ZoneInfo, witness: Optional[float]) -> Optional[datetime]:
-    """`to_utc` of a time. Cached whole: it runs for every CEL event, and a channel's events
-    share their witness and mostly their second (four in five of a backfill's asks repeat one)."""
+    """`to_utc` of a time. Not cached: its callers already skip the asks that repeat the last
+    (a channel's consecutive events), and the rest rarely repeat (a witness is one channel's)."""
     readings = _readings(local, zone)
     if readings is None:
         return None

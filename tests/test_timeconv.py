@@ -58,11 +58,11 @@ def test_cached_readings_do_not_mix_folds_or_zones():
 
 def test_a_channels_events_of_one_second_are_converted_once():
     """Events that share their second and their channel's witness are read from the cache: the
-    conversion runs once for them, and they all read alike."""
+    zone conversion (both folds) runs once for them, and they all read alike."""
     when, witness = datetime(2026, 3, 5, 9, 30, 7), 1772699400.0
-    before = timeconv._utc_of.cache_info()
+    before = timeconv._readings.cache_info()
     times = {to_utc(when, BERLIN, witness) for _ in range(5)}
-    after = timeconv._utc_of.cache_info()
+    after = timeconv._readings.cache_info()
     assert times == {datetime(2026, 3, 5, 8, 30, 7, tzinfo=timezone.utc)}
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 4)
 

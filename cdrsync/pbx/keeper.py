@@ -20,7 +20,7 @@ stored again after a pass that taught it something.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Optional
 
@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from cdrsync.config import PbxConfig
 from cdrsync.model import CallRows
 from cdrsync.pbx import store
-from cdrsync.pbx.learn import learn
+from cdrsync.pbx.learn import Evidence, learn, observe
 from cdrsync.pbx.model import PbxModel
 from cdrsync.source.reader import Source
 from cdrsync.state.db import Store, address, peek_store, sqlite_file
@@ -50,6 +50,7 @@ def sample(source: Source, pbx: PbxConfig, cel_count: int = SAMPLE_CEL,
     return learn(source.newest_cdr(cdr_count), events, pbx=pbx)
 
 
+_NONE = Evidence(Counter(), 0, 0)
 REMEMBERED = 100_000  # linkedids of calls learned from, per process (a few MB at most)
 
 
@@ -60,7 +61,7 @@ class Keeper:
         self._state, self._source, self._pbx = state, source, pbx
         self._model: Optional[PbxModel] = None
         self._sampled = False  # the model holds a sample of the PBX the store has not got
-        self._new = PbxModel()  # what the passes taught since the model was read or stored
+        self._new = _NONE  # what the passes taught since the model was read or stored
         self._learned: OrderedDict[str, None] = OrderedDict()  # linkedids, oldest first
 
     @property
@@ -98,10 +99,10 @@ class Keeper:
         return self.model
 
     def _add(self, calls: list[CallRows]) -> None:
-        taught = learn((r for c in calls for r in c.cdr), (e for c in calls for e in c.cel),
-                       pbx=self._pbx)
-        model = _plus(self.model, taught)
-        self._new, self._model = _plus(self._new, taught), model
+        taught = observe((r for c in calls for r in c.cdr), (e for c in calls for e in c.cel),
+                         pbx=self._pbx)
+        model = self.model.merged(*taught)
+        self._new, self._model = self._new.plus(taught), model
 
     def save(self, now: float) -> None:
         """Store what was learned since the model was read or stored, added to what the store
@@ -112,7 +113,7 @@ class Keeper:
             self._model = self._merge_into_store(now)
         except IntegrityError:  # two first saves at once: the other inserted; add to it
             self._model = self._merge_into_store(now)
-        self._sampled, self._new = False, PbxModel()
+        self._sampled, self._new = False, _NONE
 
     def _merge_into_store(self, now: float) -> PbxModel:
         with transaction(self._state) as conn:
@@ -120,13 +121,9 @@ class Keeper:
             # nothing stored: all of it (a sample too); else what is new here, on top of it (a
             # sample taken here is not added: the process that stored first sampled the same
             # newest rows)
-            merged = self.model if current is None else _plus(current, self._new)
+            merged = self.model if current is None else current.merged(*self._new)
             store.save(conn, merged, now)
         return merged
-
-
-def _plus(model: PbxModel, more: PbxModel) -> PbxModel:
-    return model.merged(dict(more.observations), more.rows, more.calls)
 
 
 def current(state: Store, source: Source, pbx: PbxConfig, fresh: bool = False

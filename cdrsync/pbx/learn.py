@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from operator import itemgetter
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from cdrsync.config import PbxConfig
 from cdrsync.model import CdrRow, CelEvent
@@ -64,9 +64,30 @@ _DEFAULT = PbxConfig()
 log = logging.getLogger("cdrsync.pbx")
 
 
+class Evidence(NamedTuple):
+    """What rows show, counted: the stuff of a model before its views are derived (a keeper
+    adds the evidence of many batches up and derives a model once per batch)."""
+
+    counts: Counter  # observation -> calls that showed it
+    rows: int  # cdr rows + cel events read
+    calls: int  # calls (linkedids) they belong to
+
+    def plus(self, other: Evidence) -> Evidence:
+        counts = Counter(self.counts)
+        counts.update(other.counts)
+        return Evidence(counts, self.rows + other.rows, self.calls + other.calls)
+
+
 def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
           base: Optional[PbxModel] = None, pbx: Optional[PbxConfig] = None) -> PbxModel:
     """The model `base` (or an empty one) plus what these rows show."""
+    found = observe(cdr_rows, cel_events, pbx)
+    return PbxModel(*found) if base is None else base.merged(*found)
+
+
+def observe(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
+            pbx: Optional[PbxConfig] = None) -> Evidence:
+    """The evidence of these rows (`learn` without deriving a model from it)."""
     pbx = pbx or _DEFAULT
     # (call, observation) in the order first seen; counted once all rows are read, which is
     # cheaper than a test and a count per note (the calls note the same things again and again)
@@ -98,11 +119,8 @@ def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
             _extension_dialled(row, note)
         except Exception as exc:
             _skipped("cdr row", row.sequence, row.linkedid or row.uniqueid, exc)
-    counts = Counter(map(itemgetter(1), seen))  # C-level loops: `seen` holds every note
-    calls = len(set(map(itemgetter(0), seen)))
-    if base is None:
-        return PbxModel(counts, rows, calls)
-    return base.merged(counts, rows, calls)
+    # C-level loops: `seen` holds every note
+    return Evidence(Counter(map(itemgetter(1), seen)), rows, len(set(map(itemgetter(0), seen))))
 
 
 def _skipped(what: str, key: object, call: object, exc: Exception) -> None:
