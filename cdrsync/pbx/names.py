@@ -56,6 +56,10 @@ def first_channel(name: str) -> str:
 
 def device_of(name: str) -> Optional[Device]:
     """The device behind a channel name, or None (Local, Message/, Parked/, empty...)."""
+    if name.partition("/")[0].upper() not in DEVICE_TECHS:
+        # what `_device_of` would say, without its pattern and caches: Local names (most of
+        # the channels of a ring group or queue) are each new, and would push devices out
+        return None
     return _device_of(first_channel(name))
 
 
