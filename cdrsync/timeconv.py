@@ -95,8 +95,12 @@ def _readings(local: datetime, zone: ZoneInfo) -> Optional[tuple[datetime, datet
     DST change. Cached: it is the costly part of `to_utc`, which runs for every CEL event, and
     the events of a call (and of calls going on together) share their seconds."""
     try:
-        return (local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc),
-                local.replace(tzinfo=zone, fold=1).astimezone(timezone.utc))
+        # what `astimezone(timezone.utc)` computes, asking the zone only for its two offsets
+        # (a third of the cost): the time less its offset, and one subtraction when they agree
+        off0 = zone.utcoffset(local if local.fold == 0 else local.replace(fold=0))
+        off1 = zone.utcoffset(local.replace(fold=1))
+        first = (local - off0).replace(tzinfo=timezone.utc)
+        return first, (first if off1 == off0 else (local - off1).replace(tzinfo=timezone.utc))
     except (OverflowError, ValueError, OSError):  # junk at the ends of the calendar
         return None
 
