@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import ast
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -91,3 +91,19 @@ def test_time_conversion_stands_below_grouping():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "cdrsync.linkedids" in imported
     assert not {m for m in imported if m and m.startswith("cdrsync.")} - {"cdrsync.linkedids"}
+
+
+def test_readings_are_those_of_astimezone_across_dst_changes():
+    """The two readings come from the zone's offsets, not from `astimezone`: they must be what
+    `astimezone` gives for both folds, every 5 minutes of the days a clock goes back or
+    forward (Berlin's whole hour, Lord Howe's half hour) and of an ordinary day."""
+    days = {BERLIN: (datetime(2026, 3, 29), datetime(2026, 10, 25), datetime(2026, 7, 1)),
+            ZoneInfo("Australia/Lord_Howe"): (datetime(2026, 4, 5), datetime(2026, 10, 4))}
+    changed = 0
+    for zone, starts in days.items():
+        for when in (day + timedelta(minutes=m) for day in starts for m in range(0, 1440, 5)):
+            expected = tuple(when.replace(tzinfo=zone, fold=f).astimezone(timezone.utc)
+                             for f in (0, 1))
+            assert timeconv._readings.__wrapped__(when, zone) == expected, (zone, when)
+            changed += expected[0] != expected[1]
+    assert changed == 12 + 12 + 6 + 6  # the hour (half hour) of each change, both ways
