@@ -29,7 +29,7 @@ from .state.db import StoreError
 
 log = logging.getLogger("cdrsync.cli")
 
-GC_EVERY = 20_000  # allocations between two youngest-generation collections in a backfill
+GC_EVERY = 100_000  # net allocations between two youngest-generation collections in a backfill
 
 
 class Context:
@@ -224,7 +224,11 @@ def _collect_rarely() -> None:
     counting frees; what is alive at the start (modules, SQLAlchemy, the configuration) lives as
     long as the process. With Python's defaults the collector runs every 700 allocations and
     keeps walking both: frozen, the start-up objects are never walked again, and a collection
-    every GC_EVERY allocations still bounds what cycles can pile up.
+    every GC_EVERY allocations still bounds what cycles can pile up. The count is of objects
+    made less those freed, so above what one batch holds at once (its rows, events and calls:
+    some 50,000 objects at 500 calls) a collection comes seldom; below it, every batch paid
+    several, each walking the batch's big lists (0.3-0.4 s of a 22,594-call dry run at 20,000,
+    0.06-0.08 s at 100,000, peak memory the same).
     """
     gc.freeze()
     gc.set_threshold(GC_EVERY, 20, 20)
