@@ -15,22 +15,36 @@ _LINKEDID = re.compile(r"^(?:.*-)?(\d{1,18})\.(\d{1,18})$")
 MAX_EPOCH = 253370764800
 
 
+def _numbers(linkedid: str) -> Optional[tuple[str, str]]:
+    """The (epoch, counter) digits of a `[system-]<epoch>.<counter>` id, None if it is not one.
+
+    The common shape, no system name, is told apart without `_LINKEDID`, whose optional prefix
+    makes it backtrack over the whole id: `str.isdecimal` is what `\\d` matches, character by
+    character, so both ways accept the same ids."""
+    text = linkedid.strip()
+    epoch, _, counter = text.partition(".")
+    if epoch.isdecimal() and counter.isdecimal() and len(epoch) <= 18 and len(counter) <= 18:
+        return epoch, counter
+    m = _LINKEDID.match(text)
+    return (m.group(1), m.group(2)) if m else None
+
+
 @lru_cache(maxsize=4096)
 def linkedid_key(linkedid: str) -> tuple[int, int, int, str]:
     """Sort key of a linkedid/uniqueid: numerically by (epoch, counter), never as a string
     (`...858.10` comes after `...858.9`); ids that are not `[system-]epoch.n` (ARI UUIDs) after
     all others, by string. Cached: interpretation sorts a call's few ids again and again."""
-    m = _LINKEDID.match(linkedid.strip())
-    if m:
-        return (0, int(m.group(1)), int(m.group(2)), linkedid)
+    numbers = _numbers(linkedid)
+    if numbers:
+        return (0, int(numbers[0]), int(numbers[1]), linkedid)
     return (1, 0, 0, linkedid)
 
 
 def linkedid_epoch(linkedid: str) -> Optional[int]:
     """UTC epoch second at which the channel named by a uniqueid/linkedid was created; None
     when it names none (a UUID, or `99999999999999.1`: past the end of the calendar)."""
-    m = _LINKEDID.match(linkedid.strip())
-    if not m:
+    numbers = _numbers(linkedid)
+    if not numbers:
         return None
-    epoch = int(m.group(1))
+    epoch = int(numbers[0])
     return epoch if epoch < MAX_EPOCH else None
