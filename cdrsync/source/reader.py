@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, Callable, Optional
 
 from pymysql.constants import FIELD_TYPE
@@ -127,14 +128,20 @@ class Source:
         match. Consume it to the end promptly: the server holds the query open meanwhile.
 
         SQLAlchemy's own share of this is small (its `Row`s are compiled): the driver's parsing
-        and our decoding are the cost, so the query stays a plain SQLAlchemy one, any URL."""
+        and our decoding are the cost, so the query stays a plain SQLAlchemy one, any URL. The
+        batches are flattened by `chain` (C), not by the generator, which then resumes once a
+        batch and not once a row."""
+        return chain.from_iterable(self._batches(stmt, decoder, what))
+
+    def _batches(self, stmt: Any, decoder: Callable[[Sequence[str]], RowDecoder], what: str
+                 ) -> Iterator[list[Any]]:
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=self._batch
                                                 ).execute(stmt)
                 decode = decoder(tuple(result.keys())).decode
                 for part in result.partitions():
-                    yield from self._decoded(part, decode)
+                    yield self._decoded(part, decode)
         except SQLAlchemyError as exc:
             raise self._fail(exc, what) from None
 
