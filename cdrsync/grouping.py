@@ -140,7 +140,7 @@ def group_calls(
     """Group rows into calls. The result does not depend on the input order: calls are sorted
     by callid (the smallest linkedid by `linkedid_key`), cdr rows by (calldate, sequence),
     cel events by id; exact duplicates (overlapping reads) are dropped."""
-    cdr_list = list(dict.fromkeys(cdr_rows))
+    cdr_list = list(cdr_rows)  # exact duplicates: dropped by `_sorted_cdr`
     cel_list = list({e.id: e for e in cel_events}.values())
     sets = link_linkedids(cdr_list, cel_list)
     cdr_by: dict[str, list[CdrRow]] = defaultdict(list)
@@ -167,11 +167,15 @@ def group_calls(
 
 
 def _sorted_cdr(rows: list[CdrRow]) -> list[CdrRow]:
-    """Rows by (calldate, sequence, uniqueid, `key`), then by their repr: rows alike in all of
-    those differ in some other column. The repr is costly, so only worked out when needed."""
+    """The distinct rows (a row read twice is kept once) by (calldate, sequence, uniqueid,
+    `key`), then by their repr: rows alike in all of those differ in some other column.
+
+    Equal rows have equal sort keys, so only when keys collide are rows compared whole (a
+    row's hash is one of all its columns) and the costly repr worked out."""
     keys = [_cdr_order(row) for row in rows]
     if len(set(keys)) < len(keys):
-        keys = [key + (repr(row),) for key, row in zip(keys, rows)]
+        rows = list(dict.fromkeys(rows))
+        keys = [_cdr_order(row) + (repr(row),) for row in rows]
     return [row for _, row in sorted(zip(keys, rows), key=itemgetter(0))]
 
 
@@ -338,12 +342,12 @@ def assembled_calls(call: OpenCall, cdr_rows: Iterable[CdrRow],
     or their channel); the rows are ordered as `group_calls` orders them."""
     if call.named:
         return group_calls(cdr_rows, call.events, closed_by)
-    rows = list(dict.fromkeys(cdr_rows))
+    rows = _sorted_cdr(list(cdr_rows))
     members = call.linkedids.union(row.linkedid for row in rows)
     return [CallRows(
         callid=min(members, key=linkedid_key),
         linkedids=frozenset(members),
-        cdr=tuple(_sorted_cdr(rows)),
+        cdr=tuple(rows),
         cel=tuple(sorted(call.events, key=attrgetter("id"))),
         closed_by=closed_by,
     )]
