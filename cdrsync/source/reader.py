@@ -140,7 +140,7 @@ class Source:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=self._batch
                                                 ).execute(stmt)
-                decode = decoder(tuple(result.keys())).decode
+                decode = decoder(tuple(result.keys()))
                 for part in result.partitions():
                     yield self._decoded(part, decode)
         except SQLAlchemyError as exc:
@@ -231,12 +231,12 @@ class Source:
         """Rows of one query (SQLAlchemy `Row`s, all with the same columns), decoded."""
         if not rows:
             return []
-        return self._decoded(rows, decoder(rows[0]._fields).decode)
+        return self._decoded(rows, decoder(rows[0]._fields))
 
     @staticmethod
-    def _decoded(rows: Sequence[Any], decode: Callable[..., Any]) -> list[Any]:
+    def _decoded(rows: Sequence[Any], decoder: RowDecoder) -> list[Any]:
         problems: list[str] = []
-        out = [decode(row, problems) for row in rows]
+        out = decoder.decode_all(rows, problems)
         for problem in problems:
             log.debug("row read with a problem: %s", problem)
         return out
