@@ -198,6 +198,67 @@ def test_fast_paths_agree_with_the_general_decoders_cel(raw):
     assert problems == expected
 
 
+_PLAIN = {  # the common shape of a value, by how a column is read
+    "text": st.text(alphabet="abc01 \x00\x01-/.", max_size=6).map(lambda t: t.rstrip(" \x00")),
+    "int": st.integers(-5, 10**6),
+    "time": st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 31)),
+}
+
+
+def _rows(fields: tuple[str, ...], time_column: str, odd: str):
+    """Batches of rows in field order, every value of the common shape but in the column `odd`
+    (if any), which holds an odd one now and then (NULL, bytes, a blank to strip, an empty
+    text, an aware or placeholder time, a bool): one column at a time, so that each check of
+    the batch path is what decides."""
+    def value(name: str):
+        plain = _PLAIN["time" if name == time_column else (
+            "int" if name in ("duration", "billsec", "sequence", "id") else "text")]
+        if name != odd:
+            return plain
+        if plain is _PLAIN["text"]:  # CHAR padding, an ODBC NUL; an empty linkedid
+            padded = st.builds(str.__add__, plain, st.sampled_from([" ", "\x00", "  "]))
+            return st.one_of(plain, _ANY, padded, st.just(""))
+        return st.one_of(plain, _ANY)
+    return st.lists(st.tuples(*map(value, fields)), min_size=2, max_size=6)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_a_batch_decodes_as_its_rows_do(data):
+    """`decode_all` takes a batch of the common shape whole and any other row by row: either
+    way each row and each problem line is what `decode` gives."""
+    for decoder, fields, time_column in ((cdr_decoder(CDR_FIELDS), CDR_FIELDS, "calldate"),
+                                         (cel_decoder(CEL_FIELDS), CEL_FIELDS, "eventtime")):
+        odd = data.draw(st.sampled_from(("",) + fields))
+        rows = data.draw(_rows(fields, time_column, odd))
+        expected: list[str] = []
+        one_by_one = [decoder.decode(row, expected) for row in rows]
+        problems: list[str] = []
+        assert decoder.decode_all(rows, problems) == one_by_one
+        assert problems == expected
+
+
+def test_a_plain_batch_is_decoded_whole(monkeypatch):
+    """The batch path is taken for the common shape (else the test above proves nothing about
+    it), and not for a batch with one value to strip."""
+    decoder = cel_decoder(CEL_FIELDS)
+    row = (7, "ANSWER", datetime(2024, 3, 1, 10, 0), "1.2", "1.1", "PJSIP/101-1", "ext-local",
+           "101", "Ann", "101", "Dial", "PJSIP/101", "", "", "")
+    decode = decoder.decode
+    monkeypatch.setattr(decoder, "decode", lambda *a: pytest.fail("decoded row by row"))
+    assert decoder.decode_all([row, row]) == [CelEvent(*row)] * 2
+    for odd in ("101 ", "101\x00", "101  ", b"101", None):  # in the first row and in the last
+        changed = row[:7] + (odd,) + row[8:]
+        for batch in ([changed, row], [row, changed]):
+            with pytest.raises(pytest.fail.Exception, match="row by row"):
+                decoder.decode_all(batch)
+    for i, odd in ((0, "7"), (0, True), (2, datetime(1970, 1, 1)), (4, "")):  # id, time, linkedid
+        with pytest.raises(pytest.fail.Exception, match="row by row"):
+            decoder.decode_all([row, row[:i] + (odd,) + row[i + 1:]])
+    monkeypatch.setattr(decoder, "decode", decode)
+    assert decoder.decode_all([row[:7] + ("101\x00",) + row[8:], row])[0].exten == "101"
+
+
 # ---- CdrRow / CelEvent built without the frozen __init__ ---------------------------------------
 
 def test_from_decoded_is_the_same_frozen_value():
