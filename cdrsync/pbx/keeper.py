@@ -20,7 +20,7 @@ stored again after a pass that taught it something.
 from __future__ import annotations
 
 import logging
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Optional
 
@@ -50,7 +50,6 @@ def sample(source: Source, pbx: PbxConfig, cel_count: int = SAMPLE_CEL,
     return learn(source.newest_cdr(cdr_count), events, pbx=pbx)
 
 
-_NONE = Evidence(Counter(), 0, 0)
 REMEMBERED = 100_000  # linkedids of calls learned from, per process (a few MB at most)
 
 
@@ -61,7 +60,7 @@ class Keeper:
         self._state, self._source, self._pbx = state, source, pbx
         self._model: Optional[PbxModel] = None
         self._sampled = False  # the model holds a sample of the PBX the store has not got
-        self._new = _NONE  # what the passes taught since the model was read or stored
+        self._new = Evidence.none()  # what the passes taught since the model was read or stored
         self._learned: OrderedDict[str, None] = OrderedDict()  # linkedids, oldest first
 
     @property
@@ -113,7 +112,7 @@ class Keeper:
             self._model = self._merge_into_store(now)
         except IntegrityError:  # two first saves at once: the other inserted; add to it
             self._model = self._merge_into_store(now)
-        self._sampled, self._new = False, _NONE
+        self._sampled, self._new = False, Evidence.none()
 
     def _merge_into_store(self, now: float) -> PbxModel:
         with transaction(self._state) as conn:

@@ -72,6 +72,10 @@ class Evidence(NamedTuple):
     rows: int  # cdr rows + cel events read
     calls: int  # calls (linkedids) they belong to
 
+    @classmethod
+    def none(cls) -> Evidence:
+        return cls(Counter(), 0, 0)
+
     def plus(self, other: Evidence) -> Evidence:
         counts = Counter(self.counts)
         counts.update(other.counts)
