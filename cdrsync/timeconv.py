@@ -62,15 +62,11 @@ def uniqueid_epoch(uniqueid: str) -> Optional[float]:
 
 def to_utc(local: Optional[datetime], zone: ZoneInfo,
            witness: Optional[float] = None) -> Optional[datetime]:
-    """Aware UTC time of a naive PBX-local time; `witness` = an epoch the time is not before."""
+    """Aware UTC time of a naive PBX-local time; `witness` = an epoch the time is not before.
+    Not cached as a whole: its callers already skip the asks that repeat the last (a channel's
+    consecutive events), and the rest rarely repeat (a witness is one channel's)."""
     if local is None:
         return None
-    return _utc_of(local, zone, witness)
-
-
-def _utc_of(local: datetime, zone: ZoneInfo, witness: Optional[float]) -> Optional[datetime]:
-    """`to_utc` of a time. Not cached: its callers already skip the asks that repeat the last
-    (a channel's consecutive events), and the rest rarely repeat (a witness is one channel's)."""
     readings = _readings(local, zone)
     if readings is None:
         return None
