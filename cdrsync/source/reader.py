@@ -119,7 +119,7 @@ class Source:
         try:
             with self.engine.connect() as conn:
                 # fetched at once: iterating a Result costs a few Python calls per row
-                return list(conn.execute(stmt).all())
+                return conn.execute(stmt).all()
         except SQLAlchemyError as exc:
             raise self._fail(exc, what) from None
 
