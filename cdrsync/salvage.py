@@ -116,4 +116,4 @@ def _salvage_row(row: CdrRow, span: Optional[tuple[datetime, datetime]], zone: Z
                      f"read as {billsec} s")
     if (calldate, duration, billsec) == (row.calldate, row.duration, row.billsec):
         return row
-    return replace(row, calldate=calldate, duration=duration, billsec=billsec)
+    return row._replace(calldate=calldate, duration=duration, billsec=billsec)

@@ -50,8 +50,8 @@ def render_call(rows: CallRows, cfg: Config, as_json: bool = False,
         call, failure = None, f"{type(exc).__name__}: {exc}"
     if as_json:
         return json.dumps({
-            "cdr": [dataclasses.asdict(r) for r in rows.cdr],
-            "cel": [dataclasses.asdict(e) for e in rows.cel],
+            "cdr": [r._asdict() for r in rows.cdr],
+            "cel": [e._asdict() for e in rows.cel],
             "call": dataclasses.asdict(call) if call else None,
             "error": failure or None,
             "delivery": delivery,

@@ -89,9 +89,8 @@ def test_duplicates_from_overlapping_reads_are_dropped():
 def test_rows_alike_but_for_other_columns_keep_one_order():
     """Rows with the same time, sequence, uniqueid and channels are ordered by their other
     columns (their repr), whatever order they were read in."""
-    from dataclasses import replace
 
-    rows = [replace(cdr("1.1", "1.1"), dst=dst, disposition=disp)
+    rows = [cdr("1.1", "1.1")._replace(dst=dst, disposition=disp)
             for dst, disp in (("102", "BUSY"), ("101", "ANSWERED"), ("101", "BUSY"))]
     expected = sorted(rows, key=repr)
     for order in (rows, rows[::-1], rows[1:] + rows[:1]):

@@ -47,7 +47,7 @@ def cdr(text: str) -> tuple[CdrRow, ...]:
         r.setdefault("uniqueid", f"{int(stamp.replace(tzinfo=timezone.utc).timestamp())}.{i}")
         rows.append(CdrRow(calldate=stamp, sequence=i, **ints, **r))
     lid = rows[0].linkedid or rows[0].uniqueid
-    return tuple(CdrRow(**{**r.__dict__, "linkedid": r.linkedid or lid}) for r in rows)
+    return tuple(r._replace(linkedid=r.linkedid or lid) for r in rows)
 
 
 def cel(text: str, linkedid: str = "") -> tuple[CelEvent, ...]:
@@ -426,7 +426,7 @@ def test_hours_long_call():
 
 def test_concurrent_calls_from_the_same_number_stay_apart():
     both = _answered("10:00:00", "10:01:00", "1795687200.1") + tuple(
-        CelEvent(**{**e.__dict__, "id": e.id + 100, "channame": e.channame + "b"})
+        e._replace(id=e.id + 100, channame=e.channame + "b")
         for e in _answered("10:00:10", "10:00:40", "1795687210.7"))
     calls = group_calls((), both)
     got = [interpret(c, PBX, UTC) for c in calls]

@@ -7,7 +7,6 @@ context names) and the published rows of ../shared/corpus-public (oscar6262: Fre
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -293,8 +292,8 @@ def test_a_superscript_number_in_the_rows_is_no_group_and_does_not_break_learnin
     row = CdrRow(calldate=datetime(2026, 5, 4, 9, 0), channel="PJSIP/carrier-1",
                  dcontext="ext-group", dst="6²", lastapp="Dial", lastdata="PJSIP/101",
                  dstchannel="PJSIP/101-2", uniqueid="1777885200.1", linkedid="1777885200.1")
-    model = learn([row, replace(row, dst="600", uniqueid="1777885200.2",
-                                linkedid="1777885200.2")], [])
+    model = learn([row, row._replace(dst="600", uniqueid="1777885200.2",
+                                     linkedid="1777885200.2")], [])
     assert [k.name for k in model.of_kind("ring group")] == ["600", "6²"]  # ordered, no crash
 
 
@@ -400,7 +399,7 @@ def test_a_call_counts_once_and_an_unchanged_model_is_not_stored(tmp_path):
 def _damaged(row: CdrRow) -> CdrRow:
     """A row whose lastapp is no text (what a broken decoder or a future column type could
     hand over): learning it raises AttributeError."""
-    return replace(row, lastapp=None)
+    return row._replace(lastapp=None)
 
 
 def test_a_row_learning_cannot_read_costs_that_row_only(caplog):

@@ -70,8 +70,8 @@ def test_a_negative_billsec_and_one_longer_than_its_row_are_cut():
 def test_a_call_without_any_usable_time_starts_at_its_callid():
     call = synth.one("in_answered", START, seed=7)
     rows = rows_of(call)
-    untimed = replace(rows, cel=tuple(replace(e, eventtime=None) for e in rows.cel),
-                      cdr=tuple(replace(r, calldate=None) for r in rows.cdr))
+    untimed = replace(rows, cel=tuple(e._replace(eventtime=None) for e in rows.cel),
+                      cdr=tuple(r._replace(calldate=None) for r in rows.cdr))
     assert interpret(untimed, CFG.pbx, CFG.source.zone).start is None
     got = read_call(untimed, CFG)
     epoch = int(call.truth.linkedid.split(".")[0])

@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from cdrsync.config import PbxConfig
-from cdrsync.model import filled
 from cdrsync.numbers import looks_outside
 from cdrsync.pbx.model import PHONE as MODEL_PHONE
 from cdrsync.pbx.model import PbxModel
@@ -60,7 +59,16 @@ def classify(name: str, pbx: PbxConfig, model: Optional[PbxModel] = None) -> Cha
         return model.answer(_classify, name, pbx)
     same = model.answer(_classify, first_channel(name), pbx)
     # the device's answer under this channel's name (a device's has no Local fields to drop)
-    return same if same.name == name else filled(ChanInfo, {**same.__dict__, "name": name})
+    return same if same.name == name else _renamed(same, name)
+
+
+def _renamed(info: ChanInfo, name: str) -> ChanInfo:
+    """`replace(info, name=name)` without the frozen `__init__`, which sets each field through
+    `object.__setattr__` (about 4 µs): interpretation makes one per channel. Equality, hash and
+    immutability are the dataclass's own and see the same fields."""
+    renamed = object.__new__(ChanInfo)
+    object.__setattr__(renamed, "__dict__", {**info.__dict__, "name": name})
+    return renamed
 
 
 def _classify(name: str, pbx: PbxConfig, model: PbxModel) -> ChanInfo:
