@@ -46,7 +46,7 @@ def sample(source: Source, pbx: PbxConfig, cel_count: int = SAMPLE_CEL,
            cdr_count: int = SAMPLE_CDR) -> PbxModel:
     """The model of the newest rows of the PBX database."""
     top = source.max_cel_id()
-    events = list(source.cel_range(max(0, top - cel_count), top + 1, cel_count)) if top else []
+    events = source.cel_range(max(0, top - cel_count), top + 1, cel_count) if top else []
     return learn(source.newest_cdr(cdr_count), events, pbx=pbx)
 
 
