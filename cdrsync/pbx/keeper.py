@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from cdrsync.config import PbxConfig
 from cdrsync.model import CallRows
 from cdrsync.pbx import store
-from cdrsync.pbx.learn import Evidence, learn, observe
-from cdrsync.pbx.model import PbxModel
+from cdrsync.pbx.learn import learn, observe
+from cdrsync.pbx.model import Evidence, PbxModel
 from cdrsync.source.reader import Source
 from cdrsync.state.db import Store, address, peek_store, sqlite_file
 from cdrsync.state.ledger import transaction
@@ -100,7 +100,7 @@ class Keeper:
     def _add(self, calls: list[CallRows]) -> None:
         taught = observe((r for c in calls for r in c.cdr), (e for c in calls for e in c.cel),
                          pbx=self._pbx)
-        model = self.model.merged(*taught)
+        model = self.model.merged(taught)
         self._new, self._model = self._new.plus(taught), model
 
     def save(self, now: float) -> None:
@@ -120,7 +120,7 @@ class Keeper:
             # nothing stored: all of it (a sample too); else what is new here, on top of it (a
             # sample taken here is not added: the process that stored first sampled the same
             # newest rows)
-            merged = self.model if current is None else current.merged(*self._new)
+            merged = self.model if current is None else current.merged(self._new)
             store.save(conn, merged, now)
         return merged
 

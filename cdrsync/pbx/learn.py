@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from operator import itemgetter
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from cdrsync.config import PbxConfig
 from cdrsync.model import CdrRow, CelEvent
@@ -55,6 +55,7 @@ from cdrsync.pbx.model import (
     QUEUE,
     RING_GROUP,
     VOICEMAIL,
+    Evidence,
     Observation,
     PbxModel,
 )
@@ -64,29 +65,11 @@ _DEFAULT = PbxConfig()
 log = logging.getLogger("cdrsync.pbx")
 
 
-class Evidence(NamedTuple):
-    """What rows show, counted: the stuff of a model before its views are derived (a keeper
-    adds the evidence of many batches up and derives a model once per batch)."""
-
-    counts: Counter  # observation -> calls that showed it
-    rows: int  # cdr rows + cel events read
-    calls: int  # calls (linkedids) they belong to
-
-    @classmethod
-    def none(cls) -> Evidence:
-        return cls(Counter(), 0, 0)
-
-    def plus(self, other: Evidence) -> Evidence:
-        counts = Counter(self.counts)
-        counts.update(other.counts)
-        return Evidence(counts, self.rows + other.rows, self.calls + other.calls)
-
-
 def learn(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],
           base: Optional[PbxModel] = None, pbx: Optional[PbxConfig] = None) -> PbxModel:
     """The model `base` (or an empty one) plus what these rows show."""
     found = observe(cdr_rows, cel_events, pbx)
-    return PbxModel(*found) if base is None else base.merged(*found)
+    return PbxModel(*found) if base is None else base.merged(found)
 
 
 def observe(cdr_rows: Iterable[CdrRow], cel_events: Iterable[CelEvent],

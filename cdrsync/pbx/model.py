@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from cdrsync.numbers import is_digits
 
@@ -53,6 +53,25 @@ OTHER_CLUES: dict[str, str] = {
 }
 
 Observation = tuple[str, str, str, str]  # (subject kind, subject, clue, detail)
+
+
+class Evidence(NamedTuple):
+    """What rows show, counted: the stuff of a model before its views are derived (a keeper
+    adds the evidence of many batches up and derives a model once per batch)."""
+
+    counts: Mapping[Observation, int]  # observation -> calls that showed it
+    rows: int  # cdr rows + cel events read
+    calls: int  # calls (linkedids) they belong to
+
+    @classmethod
+    def none(cls) -> Evidence:
+        return cls(Counter(), 0, 0)
+
+    def plus(self, other: Evidence) -> Evidence:
+        """Both, counts added up (neither is changed)."""
+        counts = Counter(self.counts)
+        counts.update(other.counts)
+        return Evidence(counts, self.rows + other.rows, self.calls + other.calls)
 
 
 @dataclass(frozen=True)
@@ -119,11 +138,9 @@ class PbxModel:
         return (f"PbxModel({len(self.phones)} phones, {len(self.trunks)} trunks, "
                 f"{len(self.groups)} groups, {self.calls} calls, {self.rows} rows)")
 
-    def merged(self, other: Mapping[Observation, int], rows: int, calls: int) -> PbxModel:
-        """This model plus more observations (counts add up)."""
-        counts = Counter(self._counts)
-        counts.update(other)
-        return PbxModel(counts, self.rows + rows, self.calls + calls)
+    def merged(self, more: Evidence) -> PbxModel:
+        """This model plus more evidence (counts add up)."""
+        return PbxModel(*Evidence(self._counts, self.rows, self.calls).plus(more))
 
     def answer(self, compute: Callable[..., Any], *args: Any) -> Any:
         """`compute(*args, self)`, remembered for this model (at most MEMO_LIMIT answers: a
