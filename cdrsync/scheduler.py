@@ -94,6 +94,11 @@ def run_forever(pipeline, stop: threading.Event, one_pass: Callable[[], Any]) ->
         notify("STOPPING=1")
         with closing:
             closed.set()
+        # emptied while it still runs: shutdown marks the scheduler stopped before it takes the
+        # job store's lock, and a pass APScheduler has just submitted (one that stopped the
+        # daemon at once) would then be looked for among jobs not yet started, JobLookupError
+        # and a traceback in its thread; this waits for that lock, so the pass is filed away
+        scheduler.remove_all_jobs()
         scheduler.shutdown(wait=True)  # the pass in flight finishes its request first
         if server is not None:
             server.shutdown()
